@@ -1,0 +1,1 @@
+"""Nova Jobs: the Dagster code location that builds Nova's Redis caches from ClickHouse."""

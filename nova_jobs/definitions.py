@@ -1,0 +1,13 @@
+"""The Nova Jobs code location: every domain's definitions, with the shared resources and the
+executor chosen for the deployment. Nothing here opens a connection."""
+
+import dagster as dg
+
+from nova_jobs import trending
+from nova_jobs.executors import executor_for_deployment
+from nova_jobs.resources import resources_from_env
+
+defs = dg.Definitions.merge(
+    trending.defs,
+    dg.Definitions(resources=resources_from_env(), executor=executor_for_deployment()),
+)

@@ -1,0 +1,91 @@
+"""Job settings resolved at run time: explicit value, else environment variable, else default.
+
+Every error names the setting, so a bad deployment says what to fix instead of failing deep
+inside a query.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class SettingError(ValueError):
+    """A configuration value that cannot work; retrying will not fix it."""
+
+
+def _raw(name: str, explicit: object | None) -> str | None:
+    if explicit is not None:
+        return str(explicit)
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def setting_str(name: str, explicit: str | None = None, default: str | None = None) -> str:
+    value = _raw(name, explicit)
+    if value is None:
+        if default is None:
+            raise SettingError(f"{name} is not set")
+        return default
+    return value
+
+
+def setting_int(
+    name: str,
+    explicit: int | None = None,
+    default: int | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    value = _raw(name, explicit)
+    if value is None:
+        if default is None:
+            raise SettingError(f"{name} is not set")
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not a whole number") from None
+    if minimum is not None and number < minimum:
+        raise SettingError(f"{name}={number} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise SettingError(f"{name}={number} must be at most {maximum}")
+    return number
+
+
+def setting_float(
+    name: str,
+    explicit: float | None = None,
+    default: float | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    value = _raw(name, explicit)
+    if value is None:
+        if default is None:
+            raise SettingError(f"{name} is not set")
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not a number") from None
+    if minimum is not None and number < minimum:
+        raise SettingError(f"{name}={number} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise SettingError(f"{name}={number} must be at most {maximum}")
+    return number
+
+
+def setting_choice(
+    name: str, choices: Iterable[str], explicit: str | None = None, default: str | None = None
+) -> str:
+    allowed = list(choices)
+    value = setting_str(name, explicit, default)
+    if value not in allowed:
+        raise SettingError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value

@@ -1,0 +1,124 @@
+"""The analytics warehouse: a ClickHouse server in production, embedded chdb locally.
+
+`CLICKHOUSE_URL` is `http(s)://[user:password@]host:port` or `chdb:///absolute/path`. The
+embedded engine can be opened by one process at a time, so the client is opened per step (never
+at import) and opening waits for a run that holds the store to finish.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+import dagster as dg
+from clickhouse_connect.driver.client import Client
+from pydantic import Field
+
+from nova_jobs.lib.redact import redact_url
+from nova_jobs.lib.settings import SettingError, setting_int, setting_str
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOCKED_MARKERS = ("error initializing embeddedserver", "cannot lock file")
+
+
+def validate_clickhouse_url(url: str) -> str:
+    """Return the URL's scheme after checking the URL can work; SettingError otherwise."""
+    if not url:
+        raise SettingError("CLICKHOUSE_URL is not set")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} is not a valid URL: {error}") from None
+    scheme = parts.scheme.lower()
+    if scheme == "chdb":
+        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+            raise SettingError(
+                f"CLICKHOUSE_URL={url!r}: the embedded engine needs an absolute path, "
+                "as in chdb:///var/lib/nova/chdb"
+            )
+    elif scheme in ("http", "https"):
+        if not parts.hostname:
+            raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} has no host")
+        del port  # parsed above only to reject a non-numeric port
+    else:
+        raise SettingError(
+            f"CLICKHOUSE_URL={redact_url(url)!r}: scheme must be http, https or chdb"
+        )
+    return scheme
+
+
+def validate_identifier(name: str, setting: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise SettingError(f"{setting}={name!r} is not a valid ClickHouse identifier")
+    return name
+
+
+class ClickHouseResource(dg.ConfigurableResource):
+    """Opens clients on the warehouse named by `CLICKHOUSE_URL`."""
+
+    url: str = Field(description="http(s)://[user:password@]host:port or chdb:///absolute/path")
+    database: str | None = Field(
+        default=None, description="Database of the source tables; default $CLICKHOUSE_DATABASE or nova"
+    )
+    timeout_ms: int | None = Field(
+        default=None, description="Query timeout; default $CLICKHOUSE_TIMEOUT_MS or 300000"
+    )
+    lock_wait_seconds: float = Field(
+        default=120.0, description="How long to wait for another process to release an embedded store"
+    )
+
+    @property
+    def database_name(self) -> str:
+        name = setting_str("CLICKHOUSE_DATABASE", self.database, "nova")
+        return validate_identifier(name, "CLICKHOUSE_DATABASE")
+
+    @property
+    def is_embedded(self) -> bool:
+        return validate_clickhouse_url(self.url) == "chdb"
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    def _timeout_seconds(self) -> float:
+        return setting_int("CLICKHOUSE_TIMEOUT_MS", self.timeout_ms, 300_000, minimum=1) / 1000.0
+
+    def _open(self) -> Client:
+        scheme = validate_clickhouse_url(self.url)
+        if scheme == "chdb":
+            return clickhouse_connect.get_client(dsn=self.url)
+        timeout = self._timeout_seconds()
+        return clickhouse_connect.get_client(
+            dsn=self.url,
+            connect_timeout=min(timeout, 10.0),
+            send_receive_timeout=timeout,
+            autogenerate_session_id=False,
+        )
+
+    @contextmanager
+    def get_client(self) -> Iterator[Client]:
+        """A client for the duration of the block; waits for a locked embedded store."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        delay = 0.2
+        while True:
+            try:
+                client = self._open()
+                break
+            except Exception as error:  # noqa: BLE001 - re-raised unless it is the store lock
+                locked = any(marker in str(error).lower() for marker in _LOCKED_MARKERS)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                dg.get_dagster_logger().info(
+                    f"ClickHouse store {self.display_url} is held by another process; waiting"
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        try:
+            yield client
+        finally:
+            client.close()

@@ -1,0 +1,127 @@
+"""Trending history: what was trending at the end of every hour, kept in ClickHouse for
+analysts and for backfills after a scoring change."""
+
+
+import time
+
+import dagster as dg
+
+from nova_jobs.lib.errors import reraise_classified
+from nova_jobs.lib.retries import NOVA_RETRY_POLICY
+from nova_jobs.lib.settings import SettingError
+from nova_jobs.lib.tags import job_tags
+from nova_jobs.lib.timing import Stopwatch, iso_z
+from nova_jobs.resources.clickhouse import ClickHouseResource
+from nova_jobs.trending.queries import query_trending
+from nova_jobs.trending.windows import WINDOWS, get_window, resolve_scoring, resolve_top_k
+from nova_jobs.warehouse.schema import create_history_table
+
+HISTORY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
+
+LATEST_SNAPSHOTS_SQL = """
+SELECT window, as_of, rank, post_id, score, scoring
+FROM {db:Identifier}.trending_history
+WHERE (window, as_of, version) IN (
+    SELECT window, as_of, max(version) FROM {db:Identifier}.trending_history GROUP BY window, as_of
+)
+"""
+
+
+class TrendingHistoryConfig(dg.Config):
+    windows: list[str] = list(WINDOWS)
+    scoring: str | None = None  # TRENDING_SCORING
+    top_k: int | None = None  # TRENDING_TOPK
+
+
+@dg.asset(
+    key=dg.AssetKey(["warehouse", "trending_history"]),
+    group_name="trending",
+    kinds={"clickhouse"},
+    owners=["team:nova-jobs"],
+    partitions_def=HISTORY_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=24),
+    retry_policy=NOVA_RETRY_POLICY,
+    description=(
+        "The trending lists as they stood at the end of each hour, per window, in "
+        "`trending_history` (read the newest `version` of each (window, as_of)). Re-running an "
+        "hour replaces its snapshot."
+    ),
+)
+def trending_history(
+    context: dg.AssetExecutionContext, config: TrendingHistoryConfig, clickhouse: ClickHouseResource
+) -> dg.MaterializeResult:
+    watch = Stopwatch()
+    try:
+        windows = [get_window(name) for name in config.windows]
+        scoring = resolve_scoring(config.scoring)
+        database = clickhouse.database_name
+    except SettingError as error:
+        reraise_classified(error, "bad trending history configuration")
+
+    hours = [HISTORY_PARTITIONS.time_window_for_partition_key(key) for key in context.partition_keys]
+    rows_written = 0
+    try:
+        with clickhouse.get_client() as client:
+            create_history_table(client, database)
+            for hour in hours:
+                as_of = hour.end
+                # A version newer than any earlier run's marks this run's rows as the snapshot.
+                version = time.time_ns()
+                rows: list[list] = []
+                for window in windows:
+                    top_k = resolve_top_k(window, config.top_k)
+                    with watch.lap("query"):
+                        ranked = query_trending(client, database, window, scoring, as_of, top_k)
+                    rows.extend(
+                        [window.name, as_of, version, rank, post_id, score, scoring, context.run_id]
+                        for rank, (post_id, score) in enumerate(ranked, start=1)
+                    )
+                with watch.lap("write"):
+                    if rows:
+                        client.insert(
+                            f"{database}.trending_history",
+                            rows,
+                            column_names=["window", "as_of", "version", "rank", "post_id", "score", "scoring", "run_id"],
+                        )
+                    # Older versions go only after the new one is in: readers never see a gap.
+                    client.command(
+                        f"DELETE FROM {database}.trending_history "
+                        "WHERE as_of = toDateTime({as_of:Int64}, 'UTC') AND window IN {windows:Array(String)} "
+                        "AND version < {version:UInt64}",
+                        parameters={
+                            "as_of": int(as_of.timestamp()),
+                            "windows": [w.name for w in windows],
+                            "version": version,
+                        },
+                    )
+                rows_written += len(rows)
+                context.log.info(f"trending history as of {iso_z(as_of)}: {len(rows)} rows")
+    except Exception as error:  # noqa: BLE001
+        reraise_classified(error, f"trending history on {clickhouse.display_url}")
+
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows_written,
+            "items_processed": rows_written,
+            "hours": len(hours),
+            "windows": dg.MetadataValue.json([w.name for w in windows]),
+            "scoring": scoring,
+            "query_ms": watch.ms("query"),
+            "write_ms": watch.ms("write"),
+            "elapsed_ms": watch.elapsed_ms,
+        }
+    )
+
+
+trending_history_job = dg.define_asset_job(
+    name="trending_history",
+    selection=dg.AssetSelection.assets(trending_history),
+    partitions_def=HISTORY_PARTITIONS,
+    tags=job_tags("trending_history"),
+    description="Snapshot the trending lists at the end of each hour into ClickHouse.",
+)
+
+# Each hour, a few minutes after it closes, snapshot the hour that just ended.
+trending_history_schedule = dg.build_schedule_from_partitioned_job(
+    trending_history_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.RUNNING
+)

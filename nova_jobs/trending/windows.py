@@ -1,0 +1,55 @@
+"""Trending windows and scorings of the contract. Window (span, decay, cadence) and scoring
+(how events become a score) are separate settings, as the old worker's review asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nova_jobs.lib.settings import SettingError, setting_choice, setting_int
+
+EVENT_WEIGHTS = {"view": 0.1, "like": 2.0, "comment": 3.0, "share": 5.0}
+SCORINGS = ("decayed", "seed")
+DEFAULT_SCORING = "decayed"
+
+
+@dataclass(frozen=True)
+class TrendingWindow:
+    name: str
+    span: timedelta
+    decay: float
+    cron: str
+    top_k: int = 50
+
+    @property
+    def job_name(self) -> str:
+        return f"trending_{self.name}"
+
+    @property
+    def redis_key(self) -> str:
+        return f"nova:cache:trending:{self.name}"
+
+
+WINDOWS: dict[str, TrendingWindow] = {
+    w.name: w
+    for w in (
+        TrendingWindow("1h", timedelta(hours=1), 0.9, "* * * * *"),
+        TrendingWindow("24h", timedelta(hours=24), 0.95, "*/5 * * * *"),
+        TrendingWindow("7d", timedelta(days=7), 0.98, "0 * * * *"),
+    )
+}
+
+
+def get_window(name: str) -> TrendingWindow:
+    try:
+        return WINDOWS[name]
+    except KeyError:
+        raise SettingError(f"trending window {name!r} is not one of {', '.join(WINDOWS)}") from None
+
+
+def resolve_scoring(explicit: str | None = None) -> str:
+    return setting_choice("TRENDING_SCORING", SCORINGS, explicit, DEFAULT_SCORING)
+
+
+def resolve_top_k(window: TrendingWindow, explicit: int | None = None) -> int:
+    return setting_int("TRENDING_TOPK", explicit, window.top_k, minimum=1, maximum=10_000)

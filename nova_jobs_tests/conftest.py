@@ -1,0 +1,97 @@
+"""Real servers for the tests: one embedded ClickHouse (chdb) store, one redis-server and one
+tansu Kafka broker per test session, each on a free port or path of its own, stopped at the end.
+
+One process can open one chdb path, so every in-process test shares the session's store and
+gets a database of its own. Tests that start other processes on ClickHouse give them their own
+store path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from nova_jobs.localstack import ManagedProcess, redis_process, tansu_process
+from nova_jobs.resources.clickhouse import ClickHouseResource
+from nova_jobs.resources.kafka import KafkaResource
+from nova_jobs.resources.redis import RedisResource
+from nova_jobs.warehouse.schema import create_source_tables
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = f"chdb://{tmp_path_factory.mktemp('chdb') / 'store'}"
+    # Holding one client open keeps the embedded server up between tests (opening costs ~0.4 s).
+    with ClickHouseResource(url=url).get_client():
+        yield url
+
+
+@pytest.fixture
+def clickhouse(chdb_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClickHouseResource]:
+    """A ClickHouse resource on a fresh database holding the contract's (empty) source tables."""
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("CLICKHOUSE_URL", chdb_url)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", database)
+    resource = ClickHouseResource(url=chdb_url, database=database, lock_wait_seconds=5)
+    with resource.get_client() as client:
+        create_source_tables(client, database)
+    yield resource
+    with resource.get_client() as client:
+        client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    with redis_process(data_dir=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    redis_lib.Redis.from_url(url).flushdb()
+    monkeypatch.setenv("REDIS_URL", url)
+    return url
+
+
+@pytest.fixture
+def redis_resource(redis_url: str) -> RedisResource:
+    return RedisResource(url=redis_url)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka_brokers(kafka_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> str:
+    brokers = f"127.0.0.1:{kafka_broker.port}"
+    monkeypatch.setenv("KAFKA_BROKERS", brokers)
+    return brokers
+
+
+@pytest.fixture
+def kafka_resource(kafka_brokers: str) -> KafkaResource:
+    return KafkaResource(brokers=kafka_brokers)
+
+
+def insert_rows(resource: ClickHouseResource, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """Insert hand-written rows into a source table of the resource's database."""
+    with resource.get_client() as client:
+        client.insert(f"{resource.database_name}.{table}", [list(row) for row in rows], column_names=columns)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
