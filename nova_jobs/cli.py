@@ -1,0 +1,44 @@
+"""`nova-jobs`: the operator's command line. Each domain owns its subcommands; this module only
+dispatches, importing a domain when its command runs (so `nova-jobs dlq` never loads chdb)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> (module, help). Each module provides `add_arguments(parser)` and `run(args) -> int`.
+COMMANDS = {
+    "dev": ("nova_jobs.devstack", "start the local stack and `dagster dev` (what `make dev` runs)"),
+    "load-demo": ("nova_jobs.demo.cli", "create the tables and load the generated demo data set"),
+    "dlq": ("nova_jobs.deadletter.cli", "list and replay the jobs-dlq dead-letter queue"),
+    "exporter": ("nova_jobs.observability.cli", "serve /metrics and /health/jobs from the Dagster instance"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nova-jobs", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text)
+        if name == chosen:
+            modules[name] = importlib.import_module(module_name)
+            modules[name].add_arguments(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
