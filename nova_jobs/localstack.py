@@ -52,10 +52,14 @@ class ManagedProcess:
     port: int
     log_path: Path | None = None
     env: dict[str, str] | None = None
+    quiet: bool = True  # False: the child writes to our terminal (dagster dev's own log)
     process: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, timeout: float = 20.0) -> "ManagedProcess":
-        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path:
+            output = open(self.log_path, "ab")  # noqa: SIM115
+        else:
+            output = subprocess.DEVNULL if self.quiet else None
         self.process = subprocess.Popen(
             self.args,
             stdout=output,
@@ -65,7 +69,7 @@ class ManagedProcess:
             preexec_fn=default_signals,
             start_new_session=True,
         )
-        if output is not subprocess.DEVNULL:
+        if self.log_path:
             output.close()
         try:
             wait_for_port(self.port, timeout, self.process)

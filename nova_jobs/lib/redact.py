@@ -16,6 +16,8 @@ def redact_url(url: str) -> str:
     except ValueError:
         return redact_text(url)
     netloc = parts.netloc
+    if "@" not in netloc and not _SECRET_PARAMS.search(parts.query):
+        return url
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
