@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +43,13 @@ def write_many(
     ttl_seconds: int,
     jitter_seconds: int = 0,
     chunk_size: int = 2000,
+    on_failure: Callable[[str, str], None] | None = None,
 ) -> BulkWriteResult:
     """SET each (key, json) with a TTL, pipelined; one key's failure does not fail the others.
 
     The jitter spreads expiries over a few seconds so that a whole population of keys written
-    in one run does not expire in the same second.
+    in one run does not expire in the same second. `on_failure(key, value)` is called for every
+    key that could not be written, for callers that count failures by kind.
     """
     result = BulkWriteResult()
     rng = random.Random()
@@ -61,9 +63,11 @@ def write_many(
                 ttl = ttl_seconds + (rng.randint(0, jitter_seconds) if jitter_seconds else 0)
                 pipe.set(key, value, ex=ttl)
             replies = pipe.execute(raise_on_error=False)
-        for (key, _), reply in zip(batch, replies):
+        for (key, value), reply in zip(batch, replies):
             if isinstance(reply, Exception):
                 result.failed += 1
+                if on_failure is not None:
+                    on_failure(key, value)
                 if len(result.failed_keys) < 20:
                     result.failed_keys.append(key)
                     result.errors.append(f"{type(reply).__name__}: {reply}")
