@@ -26,6 +26,15 @@ def _raw(name: str, explicit: object | None) -> str | None:
     return value.strip()
 
 
+def _parse(kind: type[T], value: str) -> T | None:
+    # Raised outside the `except`, a SettingError carries no parse error as its context: the
+    # setting's name is the root cause an operator sees.
+    try:
+        return kind(value)  # type: ignore[call-arg]
+    except ValueError:
+        return None
+
+
 def setting_str(name: str, explicit: str | None = None, default: str | None = None) -> str:
     value = _raw(name, explicit)
     if value is None:
@@ -47,10 +56,9 @@ def setting_int(
         if default is None:
             raise SettingError(f"{name} is not set")
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingError(f"{name}={value!r} is not a whole number") from None
+    number = _parse(int, value)
+    if number is None:
+        raise SettingError(f"{name}={value!r} is not a whole number")
     if minimum is not None and number < minimum:
         raise SettingError(f"{name}={number} must be at least {minimum}")
     if maximum is not None and number > maximum:
@@ -70,10 +78,9 @@ def setting_float(
         if default is None:
             raise SettingError(f"{name} is not set")
         return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingError(f"{name}={value!r} is not a number") from None
+    number = _parse(float, value)
+    if number is None:
+        raise SettingError(f"{name}={value!r} is not a number")
     if minimum is not None and number < minimum:
         raise SettingError(f"{name}={number} must be at least {minimum}")
     if maximum is not None and number > maximum:

@@ -45,7 +45,9 @@ def parse_as_of(value: str | None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise SettingError(f"as_of={value!r} is not an ISO-8601 time") from None
+        parsed = None
+    if parsed is None:
+        raise SettingError(f"as_of={value!r} is not an ISO-8601 time")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).replace(microsecond=0)

@@ -29,11 +29,14 @@ def validate_clickhouse_url(url: str) -> str:
     """Return the URL's scheme after checking the URL can work; SettingError otherwise."""
     if not url:
         raise SettingError("CLICKHOUSE_URL is not set")
+    problem = None
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as error:
-        raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} is not a valid URL: {error}") from None
+        problem = str(error)
+    if problem is not None:
+        raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} is not a valid URL: {problem}")
     scheme = parts.scheme.lower()
     if scheme == "chdb":
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":

@@ -15,11 +15,14 @@ from nova_jobs.lib.settings import SettingError
 def validate_redis_url(url: str) -> None:
     if not url:
         raise SettingError("REDIS_URL is not set")
+    problem = None
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError as error:
-        raise SettingError(f"REDIS_URL={redact_url(url)!r} is not a valid URL: {error}") from None
+        problem = str(error)
+    if problem is not None:
+        raise SettingError(f"REDIS_URL={redact_url(url)!r} is not a valid URL: {problem}")
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise SettingError(f"REDIS_URL={redact_url(url)!r}: scheme must be redis, rediss or unix")
     if parts.scheme != "unix" and not parts.hostname:

@@ -41,10 +41,10 @@ WINDOWS: dict[str, TrendingWindow] = {
 
 
 def get_window(name: str) -> TrendingWindow:
-    try:
-        return WINDOWS[name]
-    except KeyError:
-        raise SettingError(f"trending window {name!r} is not one of {', '.join(WINDOWS)}") from None
+    window = WINDOWS.get(name)
+    if window is None:
+        raise SettingError(f"trending window {name!r} is not one of {', '.join(WINDOWS)}")
+    return window
 
 
 def resolve_scoring(explicit: str | None = None) -> str:

@@ -1,0 +1,72 @@
+"""The hourly trending history: partitions as of the end of each hour, idempotent re-runs."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from nova_jobs.trending.history import LATEST_SNAPSHOTS_SQL, trending_history
+from nova_jobs_tests.conftest import insert_rows
+
+pytestmark = pytest.mark.integration
+
+HOUR_10 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)  # partition "2026-11-28-10:00" ends at 11:00
+
+
+def materialize_hour(clickhouse, partition_key, **config):
+    return dg.materialize(
+        [trending_history],
+        partition_key=partition_key,
+        resources={"clickhouse": clickhouse},
+        run_config={"ops": {"warehouse__trending_history": {"config": config}}} if config else None,
+    )
+
+
+def history_rows(clickhouse, sql="SELECT window, as_of, rank, post_id FROM {db:Identifier}.trending_history"):
+    with clickhouse.get_client() as client:
+        return client.query(sql, parameters={"db": clickhouse.database_name}).result_rows
+
+
+def test_backfill_two_hours_then_rerun_one_replaces_it(clickhouse):
+    insert_rows(clickhouse, "posts", ["post_id", "author_id", "created_at"], [(1, 9, HOUR_10), (2, 9, HOUR_10)])
+    insert_rows(clickhouse, "post_events", ["event_time", "post_id", "user_id", "event_type"], [
+        (HOUR_10 + timedelta(minutes=30), 1, 1, "like"),  # in hour 10 only
+        (HOUR_10 + timedelta(minutes=90), 2, 1, "share"),  # in hour 11 only
+        (HOUR_10 + timedelta(minutes=95), 2, 2, "view"),
+    ])
+    assert materialize_hour(clickhouse, "2026-11-28-10:00").success
+    assert materialize_hour(clickhouse, "2026-11-28-11:00").success
+
+    rows = history_rows(clickhouse)
+    by_hour = {}
+    for window, as_of, rank, post_id in rows:
+        by_hour.setdefault((window, as_of.replace(tzinfo=UTC)), []).append((rank, post_id))
+    end_10, end_11 = HOUR_10 + timedelta(hours=1), HOUR_10 + timedelta(hours=2)
+    # "now" for a partition is the end of its hour.
+    assert sorted(by_hour[("1h", end_10)]) == [(1, 1)]
+    assert sorted(by_hour[("1h", end_11)]) == [(1, 2)]
+    assert sorted(by_hour[("24h", end_11)]) == [(1, 2), (2, 1)]
+    assert {window for window, _ in by_hour} == {"1h", "24h", "7d"}
+
+    # New data arrives late for hour 10; re-running the partition replaces its snapshot.
+    insert_rows(clickhouse, "post_events", ["event_time", "post_id", "user_id", "event_type"], [
+        (HOUR_10 + timedelta(minutes=40), 2, 3, "share"),
+    ])
+    assert materialize_hour(clickhouse, "2026-11-28-10:00").success
+    latest = history_rows(clickhouse, LATEST_SNAPSHOTS_SQL)
+    hour_10_1h = sorted((rank, post_id) for window, as_of, rank, post_id, _, _ in latest
+                        if window == "1h" and as_of.replace(tzinfo=UTC) == end_10)
+    assert hour_10_1h == [(1, 2), (2, 1)]
+    # No duplicates: every (window, as_of, rank) appears once in the table itself.
+    duplicates = history_rows(clickhouse, """
+        SELECT window, as_of, rank, count() FROM {db:Identifier}.trending_history
+        GROUP BY window, as_of, rank HAVING count() > 1""")
+    assert duplicates == []
+    # The other hour is untouched.
+    assert sorted((r, p) for w, a, r, p in history_rows(clickhouse)
+                  if w == "1h" and a.replace(tzinfo=UTC) == end_11) == [(1, 2)]
+
+
+def test_unknown_window_fails_naming_it(clickhouse):
+    with pytest.raises(dg.Failure, match="window 'forever'"):
+        materialize_hour(clickhouse, "2026-11-28-10:00", windows=["1h", "forever"])
