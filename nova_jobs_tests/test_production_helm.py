@@ -1,0 +1,265 @@
+"""Helm, offline. Our chart (helm/nova-jobs) is linted and rendered by the real Helm v4 SDK
+(the `helm-python-sdk` wheel). The official `dagster` chart cannot be fetched here, so
+helm/dagster-values.yaml is checked against what chart 1.13 expects as far as it is known
+offline: the value keys of its schema models (copied below), the instance config the chart
+generates from them (validated by Dagster itself) and agreement with deploy/dagster.prod.yaml."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+helm = pytest.importorskip("helm_python")
+
+CONTRACT_METRICS = {
+    "job_runs_total", "job_duration_seconds", "job_last_success_timestamp", "job_health",
+    "job_consecutive_failures", "job_items_processed", "job_dlq_messages_total",
+}
+JOBS = {"trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer"}
+# Settings that hold credentials or hosts with credentials: only ever from a Secret.
+SECRET_SETTINGS = {"CLICKHOUSE_URL", "REDIS_URL", "KAFKA_BROKERS", "KAFKA_SASL_USERNAME",
+                   "KAFKA_SASL_PASSWORD", "DAGSTER_PG_PASSWORD"}
+
+# Keys the official chart 1.13 accepts (its pydantic schema models forbid extras here).
+CHART_KEYS = {
+    "queuedRunCoordinator": {"maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds",
+                             "dequeueNumWorkers", "dequeueUseThreads", "blockOpConcurrencyLimitedRuns"},
+    "runRetries": {"enabled", "maxRetries", "retryOnAssetOrOpFailure"},
+    "k8sRunLauncher": {"image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
+                       "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
+                       "failPodOnRunFailure", "resources", "schedulerName", "securityContext", "runK8sConfig"},
+    "runK8sConfig": {"containerConfig", "podSpecConfig", "podTemplateSpecMetadata", "jobSpecConfig", "jobMetadata"},
+    "userDeployment": {"name", "image", "dagsterApiGrpcArgs", "codeServerArgs", "includeConfigInLaunchedRuns",
+                       "deploymentNamespace", "port", "replicaCount", "env", "envConfigMaps", "envSecrets",
+                       "annotations", "nodeSelector", "affinity", "tolerations", "podSecurityContext",
+                       "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe",
+                       "labels", "volumeMounts", "volumes", "schedulerName", "initContainers",
+                       "sidecarContainers", "deploymentStrategy"},
+    "postgresql": {"image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword",
+                   "postgresqlDatabase", "postgresqlParams", "postgresqlScheme", "service"},
+}
+
+
+@pytest.fixture
+def values(project_root: Path) -> dict:
+    return yaml.safe_load((project_root / "helm" / "dagster-values.yaml").read_text())
+
+
+@pytest.fixture
+def prod_instance(project_root: Path) -> dict:
+    return yaml.safe_load((project_root / "deploy" / "dagster.prod.yaml").read_text())
+
+
+def render(project_root: Path, overrides: dict | None = None) -> dict[str, list[dict]]:
+    with helm.Chart.load(str(project_root / "helm" / "nova-jobs")) as chart:
+        manifests = chart.render(overrides or {}, name="nova-jobs", namespace="nova-jobs")
+    return {
+        Path(path).name: [doc for doc in yaml.safe_load_all(text) if doc]
+        for path, text in manifests.items()
+    }
+
+
+def by_kind(rendered: dict[str, list[dict]]) -> dict[str, dict]:
+    return {doc["kind"]: doc for docs in rendered.values() for doc in docs}
+
+
+def walk(node, path=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}[{index}]")
+    else:
+        yield path, node
+
+
+def test_our_chart_lints_clean(project_root):
+    report = helm.lint(str(project_root / "helm" / "nova-jobs"))
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []  # warnings and errors
+
+
+def test_exporter_runs_the_same_image_as_the_code_location_with_secrets_from_kubernetes(project_root, values):
+    kinds = by_kind(render(project_root))
+    assert set(kinds) == {"Deployment", "Service", "ServiceMonitor", "PrometheusRule"}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+
+    code_image = values["dagster-user-deployments"]["deployments"][0]["image"]
+    assert container["image"] == f"{code_image['repository']}:{code_image['tag']}"
+    assert container["args"][:2] == ["nova-jobs", "exporter"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert set(container["resources"]) == {"requests", "limits"}
+
+    env = {item["name"]: item for item in container["env"]}
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": values["global"]["postgresqlSecretName"], "key": "postgresql-password"}
+    assert container["envFrom"] == [{"secretRef": {"name": "nova-jobs-env"}}]
+    assert all("value" not in env[name] for name in SECRET_SETTINGS & set(env))
+    # The Dagster instance is the dagster release's (runs are read from its Postgres).
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "dagster-instance")
+    assert mount["mountPath"] == "/opt/dagster/dagster_home/dagster.yaml"
+    volume = next(v for v in pod["volumes"] if v["name"] == "dagster-instance")
+    assert volume["configMap"]["name"] == "dagster-instance"
+
+
+def test_service_and_servicemonitor_point_at_the_exporter_port(project_root):
+    kinds = by_kind(render(project_root, {"exporter": {"port": 9200, "args": ["nova-jobs", "exporter"]}}))
+    deployment, service, monitor = kinds["Deployment"], kinds["Service"], kinds["ServiceMonitor"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    port = service["spec"]["ports"][0]
+    assert port["port"] == 9200
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 9200
+    assert monitor["spec"]["endpoints"][0]["port"] == port["name"] == "metrics"
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["nova-jobs"]
+
+
+def test_alert_rules_use_only_the_contract_metrics_and_cover_every_job(project_root):
+    rules = by_kind(render(project_root))["PrometheusRule"]["spec"]["groups"][0]["rules"]
+    names = {rule["alert"] for rule in rules}
+    assert {"NovaJobUnhealthy", "NovaJobConsecutiveFailures", "NovaJobStale", "NovaJobsDeadLetters",
+            "NovaJobsExporterDown"} <= names
+    for rule in rules:
+        tokens = set(re.findall(r"\bjob_[a-z_]+", rule["expr"])) - {"job_name"}
+        metrics = {re.sub(r"_(bucket|count|sum)$", "", token) for token in tokens}
+        assert metrics <= CONTRACT_METRICS, (rule["alert"], metrics)
+        assert rule["annotations"]["runbook_url"].split("#")[0].endswith("docs/RUNBOOK.md")
+        assert rule["expr"].count("(") == rule["expr"].count(")")
+    stale = {rule["labels"]["job_name"] for rule in rules if rule["alert"] == "NovaJobStale"}
+    assert stale == JOBS
+    # Anchors exist in the runbook.
+    runbook = (project_root / "docs" / "RUNBOOK.md").read_text().lower()
+    for anchor in {rule["annotations"]["runbook_url"].split("#")[1] for rule in rules}:
+        heading = anchor.replace("-", " ")
+        assert f"## {heading}" in runbook or f"### {heading}" in runbook, anchor
+
+
+def test_alerts_and_monitor_can_be_switched_off(project_root):
+    kinds = by_kind(render(project_root, {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}))
+    assert set(kinds) == {"Deployment", "Service"}
+
+
+def test_dagster_values_use_only_keys_the_official_chart_accepts(values):
+    daemon = values["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert set(queued) <= CHART_KEYS["queuedRunCoordinator"]
+    assert set(daemon["runRetries"]) <= CHART_KEYS["runRetries"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert set(launcher) <= CHART_KEYS["k8sRunLauncher"]
+    assert set(launcher["runK8sConfig"]) <= CHART_KEYS["runK8sConfig"]
+    assert set(values["postgresql"]) <= CHART_KEYS["postgresql"]
+    for deployment in values["dagster-user-deployments"]["deployments"]:
+        assert set(deployment) <= CHART_KEYS["userDeployment"]
+
+
+def test_dagster_values_match_the_production_instance(values, prod_instance):
+    daemon = values["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    env = {item["name"]: item["value"] for item in deployment["env"]}
+
+    assert queued["maxConcurrentRuns"] == 5 == int(env["MAX_CONCURRENT_JOBS"])
+    assert queued["tagConcurrencyLimits"] == prod_instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    monitoring = prod_instance["run_monitoring"]
+    assert daemon["runMonitoring"]["enabled"] is monitoring["enabled"] is True
+    assert daemon["runMonitoring"]["startTimeoutSeconds"] == monitoring["start_timeout_seconds"]
+    assert daemon["runMonitoring"]["pollIntervalSeconds"] == monitoring["poll_interval_seconds"]
+    retries = prod_instance["run_retries"]
+    assert (daemon["runRetries"]["enabled"], daemon["runRetries"]["maxRetries"],
+            daemon["runRetries"]["retryOnAssetOrOpFailure"]) == (
+        retries["enabled"], retries["max_retries"], retries["retry_on_asset_or_op_failure"])
+    assert values["postgresql"]["postgresqlScheme"] == prod_instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert env["NOVA_EXECUTOR"] == "k8s"
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "nova_jobs.definitions"]
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+
+
+def test_instance_config_the_chart_generates_is_valid_for_dagster(values):
+    """The run coordinator, monitoring and retries sections, translated the way the chart's
+    configmap-instance.yaml does, load into a real instance with the intended behaviour."""
+    daemon = values["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    overrides = {
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"max_concurrent_runs": queued["maxConcurrentRuns"],
+                       "tag_concurrency_limits": queued["tagConcurrencyLimits"]},
+        },
+        "run_monitoring": {
+            "enabled": daemon["runMonitoring"]["enabled"],
+            "start_timeout_seconds": daemon["runMonitoring"]["startTimeoutSeconds"],
+            "poll_interval_seconds": daemon["runMonitoring"]["pollIntervalSeconds"],
+        },
+        "run_retries": {
+            "enabled": daemon["runRetries"]["enabled"],
+            "max_retries": daemon["runRetries"]["maxRetries"],
+            "retry_on_asset_or_op_failure": daemon["runRetries"]["retryOnAssetOrOpFailure"],
+        },
+    }
+    with dg.instance_for_test(overrides=overrides) as instance:
+        coordinator = instance.run_coordinator
+        assert coordinator.get_run_queue_config().max_concurrent_runs == 5
+        limits = coordinator.get_run_queue_config().tag_concurrency_limits
+        assert [(limit["key"], limit["limit"]) for limit in limits] == [("nova/job", 1)]
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
+        assert instance.run_monitoring_enabled
+
+
+def test_no_literal_credentials_in_any_values(project_root, values):
+    files = [project_root / "helm" / "dagster-values.yaml", project_root / "helm" / "nova-jobs" / "values.yaml",
+             project_root / "deploy" / "dagster.prod.yaml"]
+    for path in files:
+        for key_path, value in walk(yaml.safe_load(path.read_text())):
+            if isinstance(value, str):
+                assert not re.search(r"://[^/@\s]*:[^/@\s]+@", value), (path.name, key_path)
+            if re.search(r"(password|passwd|token)$", key_path.rsplit(".", 1)[-1], re.I):
+                assert not (isinstance(value, str) and value), (path.name, key_path, "literal credential")
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert {item["name"] for item in deployment["env"]}.isdisjoint(SECRET_SETTINGS)
+    assert deployment["envSecrets"] == [{"name": "nova-jobs-env"}]
+    assert values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"] == [{"name": "nova-jobs-env"}]
+    assert values["generatePostgresqlPasswordSecret"] is False
+
+
+def test_k8s_executor_is_selected_by_the_deployment_env(project_root, tmp_path):
+    """What the user deployment's NOVA_EXECUTOR=k8s does: every job runs each step in its own pod."""
+    code = (
+        "from nova_jobs.definitions import defs\n"
+        "repo = defs.get_repository_def()\n"
+        "print(sorted({job.executor_def.name for job in repo.get_all_jobs()}))\n"
+    )
+    env = {"NOVA_EXECUTOR": "k8s", "CLICKHOUSE_URL": f"chdb://{tmp_path}/store", "REDIS_URL": "redis://localhost:1",
+           "KAFKA_BROKERS": "localhost:1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=project_root, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['k8s']"
+
+
+def test_step_resource_tags_have_requests_and_limits():
+    """Heavy steps carry `dagster-k8s/config` tags; where one does, it bounds both CPU and memory."""
+    from nova_jobs.definitions import defs
+
+    repo = defs.get_repository_def()
+    for assets_def in repo.asset_graph.assets_defs:
+        for spec in assets_def.specs:
+            config = (assets_def.op.tags or {}).get("dagster-k8s/config")
+            if not config:
+                continue
+            config = yaml.safe_load(config) if isinstance(config, str) else config
+            resources = config["container_config"]["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), spec.key
+            assert {"cpu", "memory"} <= set(resources["limits"]), spec.key
