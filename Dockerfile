@@ -37,7 +37,7 @@ COPY --chown=nova:nova nova_jobs /opt/nova-jobs/nova_jobs
 COPY --chown=nova:nova deploy/dagster.prod.yaml /opt/dagster/dagster_home/dagster.yaml
 WORKDIR /opt/nova-jobs
 USER 10001:10001
-EXPOSE 3030 9108
+EXPOSE 3030 9464
 # CMD, not ENTRYPOINT: Kubernetes run and step pods, the chart's user deployment and the
 # exporter each set the container's args, which must replace this command, not extend it.
 CMD ["dagster", "api", "grpc", "-m", "nova_jobs.definitions", "-h", "0.0.0.0", "-p", "3030"]

@@ -263,3 +263,16 @@ def test_step_resource_tags_have_requests_and_limits():
             resources = config["container_config"]["resources"]
             assert {"cpu", "memory"} <= set(resources["requests"]), spec.key
             assert {"cpu", "memory"} <= set(resources["limits"]), spec.key
+
+
+def test_exporter_args_are_what_the_exporter_cli_accepts(project_root):
+    import argparse
+
+    from nova_jobs.observability import cli
+
+    container = by_kind(render(project_root))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    parsed = parser.parse_args(container["args"][2:])
+    assert parsed.host == "0.0.0.0"
+    assert parsed.port == container["ports"][0]["containerPort"]
