@@ -75,6 +75,12 @@ class ClickHouseResource(dg.ConfigurableResource):
         default=120.0, description="How long to wait for another process to release an embedded store"
     )
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Bad settings fail the run at launch, naming the setting; nothing is opened here.
+        validate_clickhouse_url(self.url)
+        self.database_name  # noqa: B018 - validates CLICKHOUSE_DATABASE
+        self._timeout_seconds()
+
     @property
     def database_name(self) -> str:
         name = setting_str("CLICKHOUSE_DATABASE", self.database, "nova")

@@ -35,6 +35,10 @@ class RedisResource(dg.ConfigurableResource):
     url: str = Field(description="redis://[:password@]host:port/db, rediss:// for TLS")
     socket_timeout_seconds: float = Field(default=10.0)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A bad URL fails the run at launch, naming the setting, before any query runs.
+        validate_redis_url(self.url)
+
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
