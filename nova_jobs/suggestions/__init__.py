@@ -1,0 +1,6 @@
+import dagster as dg
+
+from nova_jobs.suggestions.assets import build_suggested_users_asset
+from nova_jobs.suggestions.jobs import build_suggestions_definitions
+
+defs: dg.Definitions = build_suggestions_definitions(build_suggested_users_asset())

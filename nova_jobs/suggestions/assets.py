@@ -1,0 +1,177 @@
+"""Suggested users: "people you may know" for every active Nova user, refreshed every 10 minutes.
+
+The asset is a graph of `SUGGESTION_SHARDS` shard steps (users split by a stable hash) and a
+step that records the totals. Under the Kubernetes executor each shard step runs in a pod of
+its own; `dagster job execute -j suggested_users` runs them all. The shard count shapes the job
+graph, so it is read when the code location loads (like `NOVA_EXECUTOR`); every other setting
+is read when a run computes.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from nova_jobs.lib.errors import reraise_classified
+from nova_jobs.lib.retries import NOVA_RETRY_POLICY
+from nova_jobs.lib.settings import SettingError, setting_int
+from nova_jobs.lib.tags import job_tags
+from nova_jobs.lib.timing import parse_as_of
+from nova_jobs.resources.clickhouse import ClickHouseResource
+from nova_jobs.resources.redis import RedisResource
+from nova_jobs.suggestions.compute import ShardStats, compute_shard
+from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SUGGESTED_TTL_SECONDS, resolve_caps
+from nova_jobs.warehouse.active_users import resolve_active_days
+
+SUGGESTED_USERS_KEY = dg.AssetKey(["cache", "suggested_users"])
+DEFAULT_SHARDS = 4
+
+# Under the k8s executor every shard step is a pod with these requests and limits.
+SHARD_K8S_CONFIG = {
+    "container_config": {
+        "resources": {
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"cpu": "2", "memory": "4Gi"},
+        }
+    }
+}
+
+
+class SuggestionsConfig(dg.Config):
+    """Per-run overrides; each falls back to its environment variable, then the default."""
+
+    per_user: int | None = None  # SUGGESTIONS_PER_USER (20)
+    max_followees: int | None = None  # SUGGESTION_MAX_FOLLOWEES (1000)
+    max_per_followee: int | None = None  # SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE (1000)
+    popular_pool: int | None = None  # SUGGESTION_POPULAR_POOL (10000)
+    users_per_query: int | None = None  # SUGGESTION_USERS_PER_QUERY (50000)
+    active_days: int | None = None  # ACTIVE_DAYS (7)
+    as_of: str | None = None  # ISO-8601 evaluation time; default: when the run was created
+
+
+def resolve_shards(explicit: int | None = None) -> int:
+    return setting_int("SUGGESTION_SHARDS", explicit, DEFAULT_SHARDS, minimum=1, maximum=256)
+
+
+def run_evaluation_time(context: dg.OpExecutionContext, as_of: str | None) -> datetime:
+    """One `now` for every shard of a run (also a shard retried later): the run's creation."""
+    if as_of:
+        return parse_as_of(as_of)
+    record = context.instance.get_run_record_by_id(context.run_id)
+    if record is None:
+        return parse_as_of(None)
+    return record.create_timestamp.astimezone(UTC).replace(microsecond=0)
+
+
+def build_shard_op(shard: int, shards: int) -> dg.OpDefinition:
+    @dg.op(
+        name=f"suggestions_shard_{shard}",
+        out=dg.Out(dg.Nothing),
+        retry_policy=NOVA_RETRY_POLICY,
+        tags={"dagster-k8s/config": SHARD_K8S_CONFIG, "nova/shard": str(shard)},
+        description=f"Suggestions for the active users of shard {shard} of {shards}.",
+    )
+    def suggestions_shard(
+        context: dg.OpExecutionContext,
+        config: SuggestionsConfig,
+        clickhouse: ClickHouseResource,
+        redis: RedisResource,
+    ) -> dg.Output:
+        try:
+            caps = resolve_caps(config.per_user, config.max_followees, config.max_per_followee, config.popular_pool)
+            active_days = resolve_active_days(config.active_days)
+            users_per_query = setting_int(
+                "SUGGESTION_USERS_PER_QUERY", config.users_per_query, 50_000, minimum=1
+            )
+            now = run_evaluation_time(context, config.as_of)
+            database = clickhouse.database_name
+        except SettingError as error:
+            reraise_classified(error, "bad suggested users configuration")
+
+        errors: list[str] = []
+        try:
+            with clickhouse.get_client() as client:
+                stats = compute_shard(
+                    client, redis.get_client(), database, now, active_days, caps,
+                    shard, shards, users_per_query, errors,
+                )
+        except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
+            reraise_classified(error, f"suggested users shard {shard} on {clickhouse.display_url}")
+
+        if stats.failed:
+            context.log.warning(f"shard {shard}: {stats.failed} keys not written: {errors[:5]}")
+        context.log.info(f"shard {shard}/{shards}: {stats.as_metadata()}")
+        return dg.Output(None, metadata={**stats.as_metadata(), "as_of": now.isoformat()})
+
+    return suggestions_shard
+
+
+def _shard_totals(context: dg.OpExecutionContext, shards: int) -> tuple[ShardStats, int]:
+    """Sum the shard steps' output metadata from this run's event log (shards may have run in
+    other pods, so nothing is passed in memory)."""
+    totals = ShardStats()
+    slowest = 0
+    names = {f"suggestions_shard_{i}" for i in range(shards)}
+    for entry in context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT):
+        event = entry.dagster_event
+        if event is None or not any(event.step_key.endswith(name) for name in names):
+            continue
+        metadata = {key: value.value for key, value in event.step_output_data.metadata.items()}
+        for field in ShardStats.__dataclass_fields__:
+            if field == "elapsed_ms":
+                slowest = max(slowest, int(metadata.get(field, 0)))
+            else:
+                setattr(totals, field, getattr(totals, field) + int(metadata.get(field, 0)))
+    return totals, slowest
+
+
+def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinition:
+    shards = resolve_shards(shards)
+    shard_ops = [build_shard_op(i, shards) for i in range(shards)]
+
+    @dg.op(name="suggestions_summary", out=dg.Out(dg.Nothing), ins={"shards_done": dg.In(dg.Nothing)})
+    def suggestions_summary(context: dg.OpExecutionContext) -> dg.Output:
+        totals, slowest = _shard_totals(context, shards)
+        if totals.failed:
+            context.log.warning(f"{totals.failed} suggestion keys could not be written")
+        return dg.Output(
+            None,
+            metadata={
+                "dagster/row_count": totals.written,
+                "items_processed": totals.written,
+                "users": totals.users,
+                "keys_written": totals.written,
+                "failed": totals.failed,
+                "mutual_suggestions": totals.mutual,
+                "popular_fill": totals.popular,
+                "short_lists": totals.short_lists,
+                "shards": shards,
+                "query_ms": totals.query_ms,
+                "write_ms": totals.write_ms,
+                "slowest_shard_ms": slowest,
+                "ttl_seconds": SUGGESTED_TTL_SECONDS,
+            },
+        )
+
+    @dg.config_mapping
+    def same_config_for_every_shard(config: SuggestionsConfig) -> dict:
+        values = {key: value for key, value in config.model_dump().items() if value is not None}
+        return {op.name: {"config": values} for op in shard_ops}
+
+    @dg.graph_asset(
+        key=SUGGESTED_USERS_KEY,
+        group_name="suggestions",
+        kinds={"clickhouse", "redis"},
+        owners=["team:nova-jobs"],
+        config=same_config_for_every_shard,
+        metadata={"redis_key_pattern": SUGGESTED_KEY_PREFIX + "{user_id}", "shards": shards},
+        description=(
+            "\"People you may know\" for every user active in the last week, as the Nova API "
+            f"serves them from `{SUGGESTED_KEY_PREFIX}{{user_id}}`: the people followed by the most "
+            "of the user's followees, then the most-followed people, never someone they follow, "
+            "themselves or anyone in a block with them. Kept for a day, refreshed every 10 minutes."
+        ),
+    )
+    def suggested_users():
+        return suggestions_summary(shards_done=[op() for op in shard_ops])
+
+    return suggested_users

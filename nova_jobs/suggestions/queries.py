@@ -1,0 +1,182 @@
+"""Friends-of-friends suggestions for a whole set of users in one ClickHouse query.
+
+The query ranks every user of a shard at once (`LIMIT n BY`), applies the exclusions, fills
+short lists from the most-followed users, and can build the cached JSON itself, so Python only
+streams (key, value) rows into Redis pipelines.
+
+Fan-out caps keep the work per user bounded on a graph with celebrities: a user's most recent
+`max_followees` follows are the intermediaries considered, and each intermediary contributes
+its most recent `max_per_followee` followees. Exclusions always use every follow and block, and
+the popular fill draws from the `popular_pool` most-followed users. Under the caps the result
+is exactly the contract's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nova_jobs.lib.settings import setting_int
+
+SUGGESTED_KEY_PREFIX = "nova:cache:suggested_users:"
+SUGGESTED_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class SuggestionCaps:
+    per_user: int = 20
+    max_followees: int = 1000
+    max_per_followee: int = 1000
+    popular_pool: int = 10_000
+
+    def params(self) -> dict[str, int]:
+        return {
+            "per_user": self.per_user,
+            "max_followees": self.max_followees,
+            "max_per_followee": self.max_per_followee,
+            "popular_pool": self.popular_pool,
+        }
+
+
+def resolve_caps(
+    per_user: int | None = None,
+    max_followees: int | None = None,
+    max_per_followee: int | None = None,
+    popular_pool: int | None = None,
+) -> SuggestionCaps:
+    defaults = SuggestionCaps()
+    return SuggestionCaps(
+        per_user=setting_int("SUGGESTIONS_PER_USER", per_user, defaults.per_user, minimum=1, maximum=1000),
+        max_followees=setting_int(
+            "SUGGESTION_MAX_FOLLOWEES", max_followees, defaults.max_followees, minimum=1
+        ),
+        max_per_followee=setting_int(
+            "SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE", max_per_followee, defaults.max_per_followee, minimum=1
+        ),
+        popular_pool=setting_int("SUGGESTION_POPULAR_POOL", popular_pool, defaults.popular_pool, minimum=1),
+    )
+
+
+def follows_source(cutoff_param: str | None = None) -> str:
+    """The follow edges the suggestions see: all of them, or (for a holdout) those created
+    before the epoch-seconds parameter `cutoff_param`."""
+    if cutoff_param is None:
+        return "{db:Identifier}.follows"
+    return (
+        "(SELECT follower_id, followee_id, created_at FROM {db:Identifier}.follows "
+        f"WHERE created_at < toDateTime({{{cutoff_param}:Int64}}, 'UTC'))"
+    )
+
+
+# `{users}` yields a `user_id` column: the users to suggest for. `{follows}` is a table or
+# subquery with the follows table's columns. Output: one row per user, with the ranked mutual
+# picks as (user_id, score) tuples and the popular fill as user ids.
+_CORE_SQL = """
+WITH
+  (
+    SELECT groupArray(followee_id) FROM (
+      SELECT followee_id, count() AS followers FROM {follows} AS f
+      GROUP BY followee_id
+      ORDER BY followers DESC, followee_id ASC
+      LIMIT {{popular_pool:UInt64}}
+    )
+  ) AS pool,
+  users AS ({users}),
+  mine AS (
+    SELECT follower_id AS u, followee_id AS v, created_at
+    FROM {follows} AS f
+    WHERE follower_id IN (SELECT user_id FROM users)
+  ),
+  considered AS (
+    SELECT u, v FROM mine
+    ORDER BY u, created_at DESC, v
+    LIMIT {{max_followees:UInt64}} BY u
+  ),
+  hop AS (
+    SELECT follower_id AS v, followee_id AS c
+    FROM {follows} AS f
+    WHERE follower_id IN (SELECT v FROM considered)
+    ORDER BY v, created_at DESC, c
+    LIMIT {{max_per_followee:UInt64}} BY v
+  ),
+  blocked AS (
+    SELECT blocker_id AS u, blocked_id AS c FROM {{db:Identifier}}.user_blocks
+    WHERE blocker_id IN (SELECT user_id FROM users)
+    UNION ALL
+    SELECT blocked_id AS u, blocker_id AS c FROM {{db:Identifier}}.user_blocks
+    WHERE blocked_id IN (SELECT user_id FROM users)
+  ),
+  excluded AS (
+    SELECT u, groupArray(v) AS ids
+    FROM (SELECT u, v FROM mine UNION ALL SELECT u, c AS v FROM blocked)
+    GROUP BY u
+  ),
+  mutual AS (
+    SELECT u, arraySort(x -> (-x.2, x.1), groupArray((c, score))) AS picks
+    FROM (
+      SELECT considered.u AS u, hop.c AS c, toUInt64(count()) AS score
+      FROM considered INNER JOIN hop ON considered.v = hop.v
+      WHERE hop.c != considered.u
+        AND (considered.u, hop.c) NOT IN (SELECT u, v FROM mine)
+        AND (considered.u, hop.c) NOT IN (SELECT u, c FROM blocked)
+      GROUP BY u, c
+      ORDER BY u, score DESC, c ASC
+      LIMIT {{per_user:UInt64}} BY u
+    )
+    GROUP BY u
+  ),
+  lists AS (
+    SELECT
+      users.user_id AS user_id,
+      m.picks AS picks,
+      arrayConcat([users.user_id], e.ids, arrayMap(x -> x.1, m.picks)) AS skip,
+      toInt64({{per_user:UInt64}}) - length(m.picks) AS need
+    FROM users
+    LEFT JOIN mutual AS m ON m.u = users.user_id
+    LEFT JOIN excluded AS e ON e.u = users.user_id
+  )
+SELECT
+  user_id,
+  picks,
+  -- Only the first `need + length(skip)` popular users can be needed: at most length(skip)
+  -- of them are excluded.
+  if(need > 0,
+     arraySlice(arrayFilter(x -> NOT has(skip, x), arraySlice(pool, 1, need + length(skip))), 1, need),
+     []) AS fill
+FROM lists
+"""
+
+# The cached value, built by ClickHouse: exactly the contract's JSON (integers only).
+_JSON_SQL = """
+SELECT
+  concat({{key_prefix:String}}, toString(user_id)) AS key,
+  concat('[', arrayStringConcat(arrayConcat(
+      arrayMap(x -> concat('{{"user_id":', toString(x.1), ',"score":', toString(x.2), ',"reason":"mutual"}}'), picks),
+      arrayMap(x -> concat('{{"user_id":', toString(x), ',"score":0,"reason":"popular"}}'), fill)
+  ), ','), ']') AS value,
+  length(picks) AS mutual_count,
+  length(fill) AS popular_count
+FROM ({core})
+"""
+
+
+def shard_condition() -> str:
+    """Users of shard `shard` out of `shards`, and of its part `part` out of `parts`: a stable
+    hash, so a user always lands in the same shard and part."""
+    return (
+        "cityHash64(user_id) % {shards:UInt64} = {shard:UInt64}"
+        " AND intDiv(cityHash64(user_id), {shards:UInt64}) % {parts:UInt64} = {part:UInt64}"
+    )
+
+
+def core_sql(users_sql: str, follows: str) -> str:
+    return _CORE_SQL.format(users=users_sql, follows=follows)
+
+
+def json_rows_sql(users_sql: str, follows: str) -> str:
+    """Rows (key, value, mutual_count, popular_count) ready for Redis."""
+    return _JSON_SQL.format(core=core_sql(users_sql, follows))
+
+
+def lists_sql(users_sql: str, follows: str) -> str:
+    """Rows (user_id, picks, fill) for inspection and evaluation."""
+    return core_sql(users_sql, follows)
