@@ -3,12 +3,14 @@ executor chosen for the deployment. Nothing here opens a connection."""
 
 import dagster as dg
 
-from nova_jobs import observability, trending
+from nova_jobs import feeds, observability, suggestions, trending
 from nova_jobs.executors import executor_for_deployment
 from nova_jobs.resources import resources_from_env
 
 defs = dg.Definitions.merge(
     trending.defs,
     observability.defs,
+    suggestions.defs,
+    feeds.defs,
     dg.Definitions(resources=resources_from_env(), executor=executor_for_deployment()),
 )
