@@ -3,11 +3,17 @@
 Transient: the warehouse, cache or broker was unreachable, slow or overloaded; the same run
 later will likely succeed. Permanent: bad SQL, a schema mismatch, bad configuration, data that
 cannot be serialised; retrying only delays the alert.
+
+The same rules classify a live exception (in an op, to decide whether the retry policy applies)
+and a recorded one (a `dg.SerializableErrorInfo` from the event log, for the dead-letter
+message), so both see the error's whole cause chain and judge its root cause first.
 """
 
 from __future__ import annotations
 
-import socket
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
@@ -21,8 +27,31 @@ ErrorKind = Literal["transient", "permanent"]
 TRANSIENT_CLICKHOUSE_CODES = frozenset(
     {3, 159, 160, 164, 170, 202, 203, 209, 210, 241, 242, 252, 285, 319, 394, 425, 999, 1000}
 )
-# Codes that retrying can never fix: syntax, unknown table/column/function, type mismatch.
-PERMANENT_CLICKHOUSE_CODES = frozenset({36, 43, 44, 47, 48, 53, 60, 62, 70, 81, 386})
+# Codes that retrying can never fix: syntax, unknown table/column/function/database, type
+# mismatch, unparsable values.
+PERMANENT_CLICKHOUSE_CODES = frozenset({6, 27, 36, 41, 43, 44, 46, 47, 48, 53, 60, 62, 70, 81, 386})
+
+# Class names (anywhere in an exception's MRO, or the recorded class name) per kind. Names, not
+# classes, so recorded errors from another process classify the same way and optional client
+# libraries need not be imported.
+TRANSIENT_CLASSES = frozenset({
+    "ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "ConnectionAbortedError",
+    "BrokenPipeError", "TimeoutError", "timeout", "NewConnectionError", "ConnectTimeoutError",
+    "ReadTimeoutError", "ProtocolError", "OperationalError", "BusyLoadingError", "TryAgainError",
+    "ClusterDownError", "KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError",
+    "RetriableError",
+})
+PERMANENT_CLASSES = frozenset({
+    "PermanentJobError", "SettingError", "TypeError", "ValueError", "KeyError", "AttributeError",
+    "UnicodeError", "JSONDecodeError", "ProgrammingError", "DataError", "DagsterInvalidConfigError",
+    "FileNotFoundError", "PermissionError", "NotADirectoryError", "IsADirectoryError",
+    "AuthenticationError", "AuthenticationFailedError", "NoPermissionError",
+})
+# Wrappers that say nothing about the cause: skipped when looking for the root cause.
+WRAPPER_CLASSES = frozenset({
+    "DagsterExecutionStepExecutionError", "RetryRequestedFromPolicy", "DagsterUserCodeExecutionError",
+    "DagsterExecutionInterruptedError", "DagsterResourceFunctionError",
+})
 
 TRANSIENT_MESSAGES = (
     "connection refused",
@@ -37,65 +66,124 @@ TRANSIENT_MESSAGES = (
     "error initializing embeddedserver",
     "cannot lock file",
     "broken pipe",
+    "try again",
 )
+# The embedded store held by another process: chdb reports it with a code that otherwise means
+# a bad argument.
+_LOCKED_STORE = ("error initializing embeddedserver", "cannot lock file")
+_CODE = re.compile(r"Code: (\d+)\.")
 
 
 class PermanentJobError(Exception):
     """Raised by job code for a failure that no retry can fix."""
 
 
+@dataclass(frozen=True)
+class ErrorLink:
+    """One error of a cause chain, live or recorded."""
+
+    cls_name: str
+    class_names: tuple[str, ...]
+    message: str
+    code: int | None = None
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _link(error: BaseException) -> ErrorLink:
+    code = getattr(error, "code", None)
+    return ErrorLink(
+        cls_name=type(error).__name__,
+        class_names=tuple(cls.__name__ for cls in type(error).__mro__),
+        message=str(error),
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+    )
+
+
+def error_info_chain(info: dg.SerializableErrorInfo | None) -> list[ErrorLink]:
+    """The links of a recorded error, outermost first (explicit causes before contexts)."""
+    links: list[ErrorLink] = []
+    while info is not None and len(links) < 50:
+        cls_name = info.cls_name or "Exception"
+        message = info.message or ""
+        # Recorded messages are "module.Class: text"; keep the text.
+        head = message.split(":", 1)
+        if len(head) == 2 and head[0].strip().endswith(cls_name):
+            message = head[1]
+        links.append(ErrorLink(cls_name, (cls_name,), message.strip()))
+        info = info.cause or info.context
+    return links
+
+
 def root_cause(error: BaseException) -> BaseException:
     """Follow the __cause__/__context__ chain to the first error raised."""
-    seen: set[int] = set()
-    current = error
-    while id(current) not in seen:
-        seen.add(id(current))
-        nxt = current.__cause__ or current.__context__
-        if nxt is None:
-            break
-        current = nxt
-    return current
+    return _exception_chain(error)[-1]
 
 
-def _clickhouse_code(error: BaseException) -> int | None:
-    code = getattr(error, "code", None)
-    if isinstance(code, int):
-        return code
-    text = str(error)
-    marker = "Code: "
-    if marker in text:
-        digits = text.split(marker, 1)[1].split(".", 1)[0].strip()
-        if digits.isdigit():
-            return int(digits)
+def root_link(links: Sequence[ErrorLink]) -> ErrorLink | None:
+    """The first error raised, skipping Dagster's wrappers when it is one of them."""
+    for link in reversed(links):
+        if link.cls_name not in WRAPPER_CLASSES:
+            return link
+    return links[-1] if links else None
+
+
+def _clickhouse_code(link: ErrorLink) -> int | None:
+    if link.code is not None:
+        return link.code
+    match = _CODE.search(link.message)
+    return int(match.group(1)) if match else None
+
+
+def _kind_of(link: ErrorLink) -> ErrorKind | None:
+    names = set(link.class_names)
+    lowered = link.message.lower()
+    if names & {"PermanentJobError", "SettingError"}:
+        return "permanent"
+    if any(marker in lowered for marker in _LOCKED_STORE):
+        return "transient"
+    code = _clickhouse_code(link)
+    if code in TRANSIENT_CLICKHOUSE_CODES:
+        return "transient"
+    if code in PERMANENT_CLICKHOUSE_CODES:
+        return "permanent"
+    if names & TRANSIENT_CLASSES:
+        return "transient"
+    if names & PERMANENT_CLASSES:
+        return "permanent"
+    if link.cls_name in WRAPPER_CLASSES:
+        return None
+    if any(fragment in lowered for fragment in TRANSIENT_MESSAGES):
+        return "transient"
     return None
 
 
-def classify(error: BaseException) -> ErrorKind:
-    """Classify an error (or the chain behind it) as transient or permanent."""
-    for candidate in (error, root_cause(error)):
-        if isinstance(candidate, (PermanentJobError, SettingError)):
-            return "permanent"
-        if isinstance(candidate, (TypeError, ValueError, KeyError, UnicodeError)):
-            # Serialisation and bad-input errors: the same input fails the same way.
-            return "permanent"
-        if isinstance(candidate, (ConnectionError, TimeoutError, socket.timeout, OSError)):
-            return "transient"
-        name = type(candidate).__name__
-        if name in {"ConnectionError", "TimeoutError", "BusyLoadingError", "KafkaTimeoutError",
-                    "NoBrokersAvailable", "OperationalError"}:
-            return "transient"
-        code = _clickhouse_code(candidate)
-        if code in PERMANENT_CLICKHOUSE_CODES:
-            # Code 36 is also how chdb reports a locked store; that one is transient.
-            if "error initializing embeddedserver" in str(candidate).lower():
-                return "transient"
-            return "permanent"
-        if code in TRANSIENT_CLICKHOUSE_CODES:
-            return "transient"
-        lowered = str(candidate).lower()
-        if any(fragment in lowered for fragment in TRANSIENT_MESSAGES):
-            return "transient"
+def classify_links(links: Sequence[ErrorLink]) -> ErrorKind:
+    """The root cause decides; when it says nothing, the nearest wrapper that does; unknown
+    errors are permanent (a retry would only delay the alert)."""
+    for link in reversed(links):
+        kind = _kind_of(link)
+        if kind is not None:
+            return kind
     return "permanent"
+
+
+def classify(error: BaseException) -> ErrorKind:
+    """Classify an error (and the chain behind it) as transient or permanent."""
+    return classify_links([_link(e) for e in _exception_chain(error)])
+
+
+def classify_error_info(info: dg.SerializableErrorInfo | None) -> ErrorKind:
+    return classify_links(error_info_chain(info))
 
 
 def permanent_failure(error: BaseException, what: str) -> dg.Failure:

@@ -1,0 +1,111 @@
+"""Reading and writing the DLQ topics with explicit offsets (never consumer-group commits, which
+a failed sensor tick would lose or skip)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from nova_jobs.resources.kafka import KafkaResource
+
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def publish(kafka: KafkaResource, topic: str, items: Iterable[tuple[str, bytes]]) -> list[BaseException | None]:
+    """Send (key, value) pairs and wait for every acknowledgement (acks=all). Returns, per item,
+    None when the broker has it, else the error; the producer's own failure raises."""
+    producer = kafka.producer()
+    try:
+        futures = [producer.send(topic, key=key.encode("utf-8"), value=value) for key, value in items]
+        producer.flush(timeout=SEND_TIMEOUT_SECONDS)
+        outcomes: list[BaseException | None] = []
+        for future in futures:
+            try:
+                future.get(timeout=SEND_TIMEOUT_SECONDS)
+                outcomes.append(None)
+            except Exception as error:  # noqa: BLE001 - reported per message
+                outcomes.append(error)
+        return outcomes
+    finally:
+        producer.close(timeout=SEND_TIMEOUT_SECONDS)
+
+
+def publish_json(kafka: KafkaResource, topic: str, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Send JSON records; raise the first failure (the caller's tick then retries them all)."""
+    payload = [(key, json.dumps(value, separators=(",", ":")).encode("utf-8")) for key, value in items]
+    if not payload:
+        return
+    for error in publish(kafka, topic, payload):
+        if error is not None:
+            raise error
+
+
+def open_consumer(kafka: KafkaResource) -> KafkaConsumer:
+    return kafka.consumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                          request_timeout_ms=max(kafka.request_timeout_ms, 6000) + 1000)
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        # Unknown topic: ask once more (the metadata request may have just created it).
+        consumer.topics()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+def read_from(
+    consumer: KafkaConsumer,
+    topics: list[str],
+    offsets: dict[str, dict[str, int]] | None = None,
+    max_records: int = 1000,
+    deadline_seconds: float = 20.0,
+) -> tuple[list[Record], dict[str, dict[str, int]]]:
+    """Records of `topics` from the given next-offsets (per topic, per partition; missing means
+    the beginning) up to the end as it was when reading began, at most `max_records`. Returns the
+    records in order per partition and the next offsets to read from."""
+    offsets = offsets or {}
+    partitions = [tp for topic in topics for tp in topic_partitions(consumer, topic)]
+    next_offsets = {topic: dict(offsets.get(topic, {})) for topic in topics}
+    if not partitions:
+        return [], next_offsets
+    consumer.assign(partitions)
+    # The end offsets are a lower bound of what to read: reading goes on until the ends are
+    # reached and a poll finds nothing more (tansu reports the end of a multi-record batch as
+    # its first offset + 1).
+    ends = consumer.end_offsets(partitions)
+    starts = consumer.beginning_offsets(partitions)
+    for tp in partitions:
+        start = max(next_offsets[tp.topic].get(str(tp.partition), 0), starts.get(tp, 0))
+        next_offsets[tp.topic][str(tp.partition)] = start
+        consumer.seek(tp, start)
+    records: list[Record] = []
+    deadline = time.monotonic() + deadline_seconds
+    while len(records) < max_records and time.monotonic() < deadline:
+        behind = any(next_offsets[tp.topic][str(tp.partition)] < ends[tp] for tp in partitions)
+        batch = consumer.poll(timeout_ms=500 if behind else 200, max_records=max_records - len(records))
+        if not batch and not behind:
+            break
+        for tp, messages in batch.items():
+            for message in messages:
+                if message.offset < next_offsets[tp.topic][str(tp.partition)]:
+                    continue
+                records.append(Record(tp.topic, tp.partition, message.offset, message.key, message.value,
+                                      message.timestamp))
+                next_offsets[tp.topic][str(tp.partition)] = message.offset + 1
+    return records, next_offsets

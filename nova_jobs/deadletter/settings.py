@@ -1,0 +1,29 @@
+"""Dead-letter settings, read when a sensor ticks (never at import)."""
+
+from nova_jobs.lib.settings import setting_int
+
+
+def replay_cooldown_seconds() -> int:
+    """How long after a transient failure its replay waits (let the outage pass)."""
+    return setting_int("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", default=300, minimum=0)
+
+
+def max_replays() -> int:
+    """Automatic replays per correlation id; after that the failure waits for an operator."""
+    return setting_int("NOVA_DLQ_MAX_REPLAYS", default=3, minimum=0)
+
+
+def max_age_hours() -> int:
+    """DLQ messages older than this are not replayed automatically (stale work)."""
+    return setting_int("NOVA_DLQ_MAX_AGE_HOURS", default=24, minimum=1)
+
+
+def lookback_hours() -> int:
+    """How far back the failure sensor looks for failed runs not yet published."""
+    return setting_int("NOVA_DLQ_LOOKBACK_HOURS", default=72, minimum=1)
+
+
+def retry_grace_seconds() -> int:
+    """How long a failed run may lack `dagster/will_retry` before it counts as dead (the tag
+    is added just after the failure when run retries are on)."""
+    return setting_int("NOVA_DLQ_RETRY_GRACE_SECONDS", default=30, minimum=0)
