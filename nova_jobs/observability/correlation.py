@@ -1,5 +1,9 @@
 """Run logs that carry a correlation id on every line.
 
+Installed for every run of an instance by `python_logs.dagster_handler_config` in dagster.yaml
+(the handler factory `correlation_handler`); a run whose run config selects
+`loggers: {console: {}}` uses `nova_console_logger` instead of Dagster's default console logger.
+
 The id is the run's `nova/correlation_id` tag when a replay set it (the id of the first run of
 the failure), else the run id: the same id the DLQ message carries, so one failure can be
 followed from the UI through every replay to its message on `jobs-dlq`.
@@ -37,12 +41,16 @@ class CorrelationFormatter(logging.Formatter):
         if original is not None:
             event = meta.get("dagster_event")
             kind = f"{event.event_type_value} " if event is not None else ""
-            record = logging.makeLogRecord({**record.__dict__, "msg": f"{kind}{original}", "args": ()})
+            error = getattr(getattr(event, "event_specific_data", None), "error", None)
+            detail = f": {error.message.strip()}" if getattr(error, "message", None) else ""
+            record = logging.makeLogRecord({**record.__dict__, "msg": f"{kind}{original}{detail}", "args": ()})
         return super().format(record)
 
 
-def correlation_handler(stream=None) -> logging.Handler:
+def correlation_handler(stream=None, level: str | int = logging.DEBUG) -> logging.Handler:
+    """A handler for dagster.yaml: `handlers: {correlation: {"()": this function}}`."""
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setLevel(level)
     handler.addFilter(CorrelationFilter())
     handler.setFormatter(CorrelationFormatter(LINE_FORMAT))
     return handler
@@ -50,7 +58,7 @@ def correlation_handler(stream=None) -> logging.Handler:
 
 @dg.logger(
     config_schema={
-        "log_level": dg.Field(str, is_required=False, default_value="INFO"),
+        "log_level": dg.Field(str, is_required=False, default_value="DEBUG"),
         "name": dg.Field(str, is_required=False, default_value="nova_jobs"),
     },
     description="Console logs with [correlation_id=...] on every line (the run id, or the id kept across replays).",
