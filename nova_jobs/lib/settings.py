@@ -44,6 +44,22 @@ def setting_str(name: str, explicit: str | None = None, default: str | None = No
     return value
 
 
+def _setting_number(name, kind, noun, explicit, default, minimum, maximum):
+    value = _raw(name, explicit)
+    if value is None:
+        if default is None:
+            raise SettingError(f"{name} is not set")
+        return default
+    number = _parse(kind, value)
+    if number is None:
+        raise SettingError(f"{name}={value!r} is not {noun}")
+    if minimum is not None and number < minimum:
+        raise SettingError(f"{name}={number} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise SettingError(f"{name}={number} must be at most {maximum}")
+    return number
+
+
 def setting_int(
     name: str,
     explicit: int | None = None,
@@ -51,19 +67,7 @@ def setting_int(
     minimum: int | None = None,
     maximum: int | None = None,
 ) -> int:
-    value = _raw(name, explicit)
-    if value is None:
-        if default is None:
-            raise SettingError(f"{name} is not set")
-        return default
-    number = _parse(int, value)
-    if number is None:
-        raise SettingError(f"{name}={value!r} is not a whole number")
-    if minimum is not None and number < minimum:
-        raise SettingError(f"{name}={number} must be at least {minimum}")
-    if maximum is not None and number > maximum:
-        raise SettingError(f"{name}={number} must be at most {maximum}")
-    return number
+    return _setting_number(name, int, "a whole number", explicit, default, minimum, maximum)
 
 
 def setting_float(
@@ -73,19 +77,7 @@ def setting_float(
     minimum: float | None = None,
     maximum: float | None = None,
 ) -> float:
-    value = _raw(name, explicit)
-    if value is None:
-        if default is None:
-            raise SettingError(f"{name} is not set")
-        return default
-    number = _parse(float, value)
-    if number is None:
-        raise SettingError(f"{name}={value!r} is not a number")
-    if minimum is not None and number < minimum:
-        raise SettingError(f"{name}={number} must be at least {minimum}")
-    if maximum is not None and number > maximum:
-        raise SettingError(f"{name}={number} must be at most {maximum}")
-    return number
+    return _setting_number(name, float, "a number", explicit, default, minimum, maximum)
 
 
 def setting_choice(
