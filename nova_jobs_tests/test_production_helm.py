@@ -250,19 +250,21 @@ def test_k8s_executor_is_selected_by_the_deployment_env(project_root, tmp_path):
 
 
 def test_step_resource_tags_have_requests_and_limits():
-    """Heavy steps carry `dagster-k8s/config` tags; where one does, it bounds both CPU and memory."""
+    """Heavy steps carry `dagster-k8s/config` tags; each bounds both CPU and memory."""
     from nova_jobs.definitions import defs
 
     repo = defs.get_repository_def()
-    for assets_def in repo.asset_graph.assets_defs:
-        for spec in assets_def.specs:
-            config = (assets_def.op.tags or {}).get("dagster-k8s/config")
-            if not config:
-                continue
-            config = yaml.safe_load(config) if isinstance(config, str) else config
-            resources = config["container_config"]["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]), spec.key
-            assert {"cpu", "memory"} <= set(resources["limits"]), spec.key
+    tagged = {}
+    for job in repo.get_all_jobs():
+        for op_def in job.graph.iterate_op_defs():
+            config = (op_def.tags or {}).get("dagster-k8s/config")
+            if config:
+                tagged[op_def.name] = yaml.safe_load(config) if isinstance(config, str) else config
+    assert tagged, "no step sets its Kubernetes resources"
+    for name, config in tagged.items():
+        resources = config["container_config"]["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), name
+        assert {"cpu", "memory"} <= set(resources["limits"]), name
 
 
 def test_exporter_args_are_what_the_exporter_cli_accepts(project_root):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ class LocalPostgres:
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
             self.log.touch()
             os.chown(self.log, entry.pw_uid, entry.pw_gid)
-        initdb(["--auth=md5", "--encoding=utf8", "-U", "postgres", f"--pwfile={self._pwfile(root)}"],
+        initdb(["--auth=scram-sha-256", "--encoding=utf8", "-U", "postgres", f"--pwfile={self._pwfile(root)}"],
                pgdata=self.pgdata, user=self.user, timeout=60)
 
     def _pwfile(self, root: Path) -> Path:
@@ -61,7 +62,10 @@ class LocalPostgres:
                pgdata=self.pgdata, user=self.user, timeout=60)
 
     def stop(self) -> None:
-        pg_ctl(["-w", "-t", "30", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.user, timeout=60)
+        try:
+            pg_ctl(["-w", "-t", "60", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.user, timeout=90)
+        except subprocess.CalledProcessError as error:
+            raise AssertionError(f"pg_ctl stop failed; server log:\n{self.log.read_text()[-3000:]}") from error
 
     def connect(self):
         return psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
