@@ -423,3 +423,27 @@ def test_alert_rules_pass_promtool_and_use_served_metrics(project_root, promtool
 def test_scrape_passes_promtool_check_metrics(promtool, served, served_names):
     checked = subprocess.run([promtool, "check", "metrics"], input=served.text(), capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_cli_serves_metrics_and_health_from_dagster_home(tmp_path):
+    """`nova-jobs exporter` as `make dev` starts it: reads DAGSTER_HOME, stops on SIGTERM."""
+    from nova_jobs.localstack import ManagedProcess, free_port
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        instance.add_run(dg.DagsterRun(job_name="trending_7d", status=dg.DagsterRunStatus.FAILURE))
+    port = free_port()
+    exporter = ManagedProcess(
+        "exporter",
+        [os.sys.executable, "-m", "nova_jobs.cli", "exporter", "--host", "127.0.0.1", "--port", str(port)],
+        port, log_path=tmp_path / "exporter.log", env={"DAGSTER_HOME": str(home)},
+    )
+    with exporter:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
+            text = reply.read().decode()
+        assert 'job_runs_total{job_name="trending_7d",status="failure"} 1.0' in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/jobs", timeout=30) as reply:
+            body = json.loads(reply.read())
+        assert reply.status == 200 and body["jobs"]["trending_7d"]["consecutive_failures"] == 1
+    assert exporter.process.returncode is not None
