@@ -6,10 +6,12 @@ from nova_jobs.lib.tags import job_tags
 from nova_jobs.suggestions.assets import SUGGESTED_USERS_KEY
 
 
-def build_suggestions_definitions(asset: dg.AssetsDefinition, checks: list | None = None) -> dg.Definitions:
+def build_suggestions_definitions(asset: dg.AssetsDefinition, checks: list[dg.AssetChecksDefinition]) -> dg.Definitions:
+    # The holdout check re-ranks a sample of users: daily, in a job of its own, not every 10 minutes.
+    quality = dg.AssetSelection.checks(*checks)
     suggested_users_job = dg.define_asset_job(
         name="suggested_users",
-        selection=dg.AssetSelection.assets(SUGGESTED_USERS_KEY).without_checks(),
+        selection=dg.AssetSelection.assets(SUGGESTED_USERS_KEY) - quality,
         tags=job_tags("suggested_users"),
         description="Refresh nova:cache:suggested_users:{user_id} for every active user.",
     )
@@ -20,4 +22,22 @@ def build_suggestions_definitions(asset: dg.AssetsDefinition, checks: list | Non
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
-    return dg.Definitions(assets=[asset], asset_checks=checks or [], jobs=[suggested_users_job], schedules=[schedule])
+    quality_job = dg.define_asset_job(
+        name="suggested_users_quality",
+        selection=quality,
+        tags=job_tags("suggested_users_quality"),
+        description="Measure suggestion quality (recall@20) on a temporal holdout of recent follows.",
+    )
+    quality_schedule = dg.ScheduleDefinition(
+        name="suggested_users_quality_schedule",
+        job=quality_job,
+        cron_schedule="30 3 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return dg.Definitions(
+        assets=[asset],
+        asset_checks=checks,
+        jobs=[suggested_users_job, quality_job],
+        schedules=[schedule, quality_schedule],
+    )

@@ -1,0 +1,61 @@
+"""The suggestion-quality check: would last week's suggestions have predicted this week's follows?"""
+
+import dagster as dg
+
+from nova_jobs.lib.errors import reraise_classified
+from nova_jobs.lib.settings import SettingError, setting_int
+from nova_jobs.lib.timing import iso_z, parse_as_of
+from nova_jobs.resources.clickhouse import ClickHouseResource
+from nova_jobs.suggestions.assets import SUGGESTED_USERS_KEY
+from nova_jobs.suggestions.quality import holdout_recall
+from nova_jobs.suggestions.queries import resolve_caps
+
+DAY = 86_400
+
+
+class HoldoutConfig(dg.Config):
+    holdout_days: int | None = None  # SUGGESTION_HOLDOUT_DAYS (7)
+    max_users: int | None = None  # SUGGESTION_HOLDOUT_MAX_USERS (10000)
+    as_of: str | None = None  # ISO-8601 end of the holdout; default: now
+
+
+@dg.asset_check(
+    asset=SUGGESTED_USERS_KEY,
+    name="holdout_recall",
+    blocking=False,
+    description=(
+        "Hides the follows made in the last days, suggests from the older ones with the job's own "
+        "query and caps, and reports the share of hidden follows found in the lists (recall@20), "
+        "next to the popular-only baseline. Warns when friends-of-friends do no better than it."
+    ),
+)
+def holdout_recall_check(config: HoldoutConfig, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
+    try:
+        days = setting_int("SUGGESTION_HOLDOUT_DAYS", config.holdout_days, 7, minimum=1)
+        max_users = setting_int("SUGGESTION_HOLDOUT_MAX_USERS", config.max_users, 10_000, minimum=1)
+        caps = resolve_caps()
+        end = parse_as_of(config.as_of)
+        database = clickhouse.database_name
+    except SettingError as error:
+        reraise_classified(error, "bad holdout check configuration")
+    end_epoch = int(end.timestamp())
+    try:
+        with clickhouse.get_client() as client:
+            suggested, popular = holdout_recall(client, database, end_epoch - days * DAY, end_epoch, caps, max_users)
+    except Exception as error:  # noqa: BLE001
+        reraise_classified(error, f"holdout check on {clickhouse.display_url}")
+    k = caps.per_user
+    return dg.AssetCheckResult(
+        passed=suggested.hidden_follows == 0 or suggested.recall >= popular.recall,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            f"recall_at_{k}": round(suggested.recall, 4),
+            f"popular_only_recall_at_{k}": round(popular.recall, 4),
+            "hits": suggested.hits,
+            "popular_only_hits": popular.hits,
+            "hidden_follows": suggested.hidden_follows,
+            "users_evaluated": suggested.users,
+            "holdout_days": days,
+            "holdout_end": iso_z(end),
+        },
+    )
