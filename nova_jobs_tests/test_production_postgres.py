@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +74,12 @@ class LocalPostgres:
 
 
 @pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
-    server = LocalPostgres(tmp_path / "pg")
+def postgres() -> Iterator[LocalPostgres]:
+    # Not under pytest's tmp_path: pytest resets its root to mode 0700 whenever a session starts,
+    # which locks the unprivileged postgres user out of its own data directory.
+    root = Path(tempfile.mkdtemp(prefix="nova-pg-"))
+    root.chmod(0o755)
+    server = LocalPostgres(root / "pg")
     server.start()
     try:
         conn = server.connect()
@@ -85,8 +90,9 @@ def postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
     finally:
         try:
             server.stop()
-        except Exception:  # noqa: BLE001 - already stopped by the test
+        except AssertionError:  # already stopped by the test
             pass
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
