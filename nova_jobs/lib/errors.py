@@ -18,6 +18,7 @@ from typing import Literal
 
 import dagster as dg
 
+from nova_jobs.lib.redact import redact_text
 from nova_jobs.lib.settings import SettingError
 
 ErrorKind = Literal["transient", "permanent"]
@@ -190,7 +191,7 @@ def permanent_failure(error: BaseException, what: str) -> dg.Failure:
     """A Dagster failure that skips the retry policy, keeping the root cause in its text."""
     cause = root_cause(error)
     return dg.Failure(
-        description=f"{what}: {type(cause).__name__}: {cause}",
+        description=redact_text(f"{what}: {type(cause).__name__}: {cause}"),
         metadata={"error_kind": "permanent", "error_class": type(cause).__name__},
         allow_retries=False,
     )
