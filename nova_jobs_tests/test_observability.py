@@ -206,7 +206,7 @@ def wait_for(predicate, timeout, what):
         if result:
             return result
         time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 @pytest.mark.slow
@@ -222,20 +222,24 @@ def test_killed_run_worker_is_counted_as_failed(tmp_path, monkeypatch):
         "telemetry:\n  enabled: false\n"
     )
     (tmp_path / "slow_job.py").write_text(SLOW_JOB)
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    # Create the instance's sqlite storages here, before two processes race to create them.
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = dg.DagsterInstance.get()
+    instance.get_run_records(limit=1)
+    instance.fetch_materializations(dg.AssetKey("warm_up"), limit=1)
+    instance.all_instigator_state()
     bin_dir = Path(os.sys.executable).parent
     worker = subprocess.Popen(
         [str(bin_dir / "dagster"), "job", "execute", "-f", str(tmp_path / "slow_job.py"), "-j", "slow_job"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=tmp_path, stdout=(tmp_path / "worker.log").open("wb"), stderr=subprocess.STDOUT,
         preexec_fn=default_signals, start_new_session=True,
     )
     daemon = None
     try:
-        monkeypatch.setenv("DAGSTER_HOME", str(home))
-        instance = dg.DagsterInstance.get()
         started = wait_for(
             lambda: instance.get_run_records(dg.RunsFilter(job_name="slow_job", statuses=[dg.DagsterRunStatus.STARTED])),
-            60, "the slow run to start",
+            120, lambda: f"the slow run to start: {(tmp_path / 'worker.log').read_text()[-2000:]}",
         )
         run_id = started[0].dagster_run.run_id
         exporter = Exporter(instance)
@@ -246,12 +250,12 @@ def test_killed_run_worker_is_counted_as_failed(tmp_path, monkeypatch):
         worker.wait(10)
         daemon = subprocess.Popen(
             [str(bin_dir / "dagster-daemon"), "run", "-f", str(tmp_path / "slow_job.py")],
-            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, cwd=tmp_path, stdout=(tmp_path / "daemon.log").open("wb"), stderr=subprocess.STDOUT,
             preexec_fn=default_signals, start_new_session=True,
         )
         wait_for(
             lambda: instance.get_run_record_by_id(run_id).dagster_run.status == dg.DagsterRunStatus.FAILURE,
-            90, "run monitoring to mark the dead run failed",
+            120, lambda: f"run monitoring to mark the dead run failed: {(tmp_path / 'daemon.log').read_text()[-3000:]}",
         )
         exporter.ledger.refresh()
         stats = exporter.ledger.jobs["slow_job"]
@@ -309,6 +313,26 @@ def test_each_cache_check_catches_its_problem(raw, failing):
     good = Findings()
     inspect_value(good, spec.key, '[{"post_id": 1, "score": 2.0}, {"post_id": 2, "score": 2.0}]', spec, 50)
     assert not any(good.counts.values())
+
+
+@pytest.mark.parametrize(
+    ("items", "problem"),
+    [
+        ([(5, 3, "mutual"), (9, 3, "mutual"), (2, 1, "mutual"), (8, 0, "popular"), (1, 0, "popular")], None),
+        ([(5, 3, "mutual"), (8, 0, "popular"), (2, 1, "mutual")], "reasons out of order"),
+        ([(9, 3, "mutual"), (5, 3, "mutual")], "ranked after"),
+        ([(5, 3, "friend")], "unknown reason"),
+    ],
+)
+def test_suggestion_lists_rank_mutual_friends_before_popular_fill(items, problem):
+    spec = next(s for s in CACHE_CHECKS if s.job_name == "suggested_users")
+    findings = Findings()
+    raw = json.dumps([{"user_id": u, "score": s, "reason": r} for u, s, r in items])
+    inspect_value(findings, "nova:cache:suggested_users:1", raw, spec, max_items=20)
+    if problem is None:
+        assert not any(findings.counts.values()), findings.problems
+    else:
+        assert findings.counts["ranked"] == 1 and problem in findings.problems["ranked"][0]
 
 
 def test_every_job_log_line_carries_the_correlation_id(three_trending_posts, tmp_path, project_root, capfd):
