@@ -58,6 +58,8 @@ class KafkaResource(dg.ConfigurableResource):
             acks="all",
             request_timeout_ms=self.request_timeout_ms,
             max_block_ms=self.request_timeout_ms,
+            # Fail fast when the broker is down (default 30 s): the DLQ sensor retries next tick.
+            bootstrap_timeout_ms=self.request_timeout_ms,
             linger_ms=5,
             batch_size=1_000 * 1024,
             retries=3,
@@ -68,6 +70,7 @@ class KafkaResource(dg.ConfigurableResource):
         settings: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "enable_auto_commit": False,
+            "bootstrap_timeout_ms": self.request_timeout_ms,
             **self._security(),
         }
         settings.update(options)
