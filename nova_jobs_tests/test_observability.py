@@ -426,7 +426,7 @@ def promtool() -> str:
 
 
 def test_alert_rules_pass_promtool_and_use_served_metrics(project_root, promtool, served_names):
-    rules = project_root / "deploy/prometheus/alerts.yml"
+    rules = project_root / "helm/nova-jobs/files/alerts.yml"
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=rules.parent, capture_output=True, text=True)
