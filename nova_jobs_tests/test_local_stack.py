@@ -44,6 +44,7 @@ def test_every_job_carries_the_limited_tags():
             continue
         assert job.tags.get("nova/job") == job.name, job.name
         assert job.tags.get("nova/warehouse") == "clickhouse", job.name
+        assert int(job.tags["dagster/max_runtime"]) > 0, job.name
 
 
 @pytest.mark.slow
