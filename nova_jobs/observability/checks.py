@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE
+from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import setting_int
 from nova_jobs.observability.jobs import JOB_INTERVALS, STALE_AFTER_INTERVALS
 from nova_jobs.resources.redis import RedisResource
@@ -154,6 +155,7 @@ def build_cache_checks(spec: CacheCheckSpec) -> dg.AssetChecksDefinition:
         name=f"{name}_contents",
         specs=[dg.AssetCheckSpec(check, asset=spec.asset_key, description=descriptions[check]) for check in CHECK_NAMES],
         description=f"What the Nova API reads from `{spec.key}`, checked after each refresh.",
+        retry_policy=NOVA_RETRY_POLICY,
     )
     def cache_contents(context: dg.AssetCheckExecutionContext, redis: RedisResource) -> Iterator[dg.AssetCheckResult]:
         max_items = spec.max_items()

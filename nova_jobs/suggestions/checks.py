@@ -3,6 +3,7 @@
 import dagster as dg
 
 from nova_jobs.lib.errors import reraise_classified
+from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.lib.timing import iso_z, parse_as_of
 from nova_jobs.resources.clickhouse import ClickHouseResource
@@ -23,6 +24,7 @@ class HoldoutConfig(dg.Config):
     asset=SUGGESTED_USERS_KEY,
     name="holdout_recall",
     blocking=False,
+    retry_policy=NOVA_RETRY_POLICY,
     description=(
         "Hides the follows made in the last days, suggests from the older ones with the job's own "
         "query and caps, and reports the share of hidden follows found in the lists (recall@20), "
