@@ -110,18 +110,27 @@ WITH
     FROM (SELECT u, v FROM mine UNION ALL SELECT u, c AS v FROM blocked)
     GROUP BY u
   ),
-  mutual AS (
-    SELECT u, arraySort(x -> (-x.2, x.1), groupArray((c, score))) AS picks
+  pairs AS (
+    -- Every path u -> v -> c counts 1. A follow, a block, or u itself adds a large negative
+    -- weight, so the exclusions ride the same aggregation (no set lookup per path).
+    SELECT u, c, sum(w) AS score
     FROM (
-      SELECT considered.u AS u, hop.c AS c, toUInt64(count()) AS score
-      FROM considered INNER JOIN hop ON considered.v = hop.v
-      WHERE hop.c != considered.u
-        AND (considered.u, hop.c) NOT IN (SELECT u, v FROM mine)
-        AND (considered.u, hop.c) NOT IN (SELECT u, c FROM blocked)
-      GROUP BY u, c
-      ORDER BY u, score DESC, c ASC
-      LIMIT {{per_user:UInt64}} BY u
+      SELECT considered.u AS u, hop.c AS c, toInt64(1) AS w FROM considered INNER JOIN hop ON considered.v = hop.v
+      UNION ALL SELECT u, v AS c, {excluded} AS w FROM mine
+      UNION ALL SELECT u, c, {excluded} AS w FROM blocked
+      UNION ALL SELECT user_id AS u, user_id AS c, {excluded} AS w FROM users
     )
+    GROUP BY u, c
+    HAVING score > 0
+  ),
+  mutual AS (
+    -- The best per_user by (score desc, c asc) with a bounded heap per user instead of a global
+    -- sort; (2^32 - score, c) packed into one UInt128 compares far faster than a tuple.
+    SELECT u, arrayMap(
+        k -> (toUInt64(bitAnd(k, 18446744073709551615)), toUInt64(4294967296 - bitShiftRight(k, 64))),
+        groupArraySorted({{per_user:UInt64}})(bitOr(bitShiftLeft(toUInt128(4294967296 - score), 64), toUInt128(c)))
+      ) AS picks
+    FROM pairs
     GROUP BY u
   ),
   lists AS (
@@ -168,8 +177,12 @@ def shard_condition() -> str:
     )
 
 
+# Larger than any number of paths, so one exclusion outweighs every mutual follow.
+_EXCLUDED_WEIGHT = "toInt64(-1000000000000)"
+
+
 def core_sql(users_sql: str, follows: str) -> str:
-    return _CORE_SQL.format(users=users_sql, follows=follows)
+    return _CORE_SQL.format(users=users_sql, follows=follows, excluded=_EXCLUDED_WEIGHT)
 
 
 def json_rows_sql(users_sql: str, follows: str) -> str:
