@@ -74,21 +74,21 @@ def warm_feeds(
         return fallback_kind if value is fallback else "followed"
 
     with watch.lap("execute"):
-        context = client.query_rows_stream(FEEDS_SQL, parameters=params)
+        context = client.query_row_block_stream(FEEDS_SQL, parameters=params)
     with context as stream:
 
         def rows() -> Iterator[tuple[str, str]]:
-            iterator = iter(stream)
+            blocks = iter(stream)
             while True:
                 with watch.lap("fetch"):
-                    row = next(iterator, None)
-                if row is None:
+                    block = next(blocks, None)
+                if block is None:
                     return
-                key, followed, value = row
-                if not followed:
-                    value = fallback
-                attempted[kind(value)] += 1
-                yield key, value
+                for key, followed, value in block:
+                    if not followed:
+                        value = fallback
+                    attempted[kind(value)] += 1
+                    yield key, value
 
         with watch.lap("stream"):
             result = write_many(

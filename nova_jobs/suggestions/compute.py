@@ -23,6 +23,7 @@ from nova_jobs.suggestions.queries import (
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
 
 _COUNT_SQL = "SELECT count() FROM ({users})"
+WRITE_CHUNK = 2000
 
 
 @dataclass
@@ -60,7 +61,7 @@ def compute_shard(
 ) -> ShardStats:
     """Suggest for every active user of `shard` and write their keys, `users_per_query` users
     per query so that ClickHouse's memory stays bounded; rows stream into Redis pipelines, so
-    Python never holds more than a pipeline's worth of lists."""
+    Python holds at most about one query's lists while Redis catches up."""
     watch = Stopwatch()
     stats = ShardStats()
     base = {"db": database, **active_window(now, active_days), **caps.params(), "shards": shards, "shard": shard}
@@ -73,35 +74,42 @@ def compute_shard(
     stats.parts = max(1, math.ceil(stats.users / users_per_query))
     sql = json_rows_sql(shard_users_sql(), follows_source())
 
-    for part in range(stats.parts):
-        params = {**base, "parts": stats.parts, "part": part, "key_prefix": SUGGESTED_KEY_PREFIX}
-        with watch.lap("execute"):
-            context = client.query_rows_stream(sql, parameters=params)
-        with context as stream:
-
-            def rows() -> Iterator[tuple[str, str]]:
-                iterator = iter(stream)
+    def rows() -> Iterator[tuple[str, str]]:
+        for part in range(stats.parts):
+            params = {**base, "parts": stats.parts, "part": part, "key_prefix": SUGGESTED_KEY_PREFIX}
+            with watch.lap("execute"):
+                context = client.query_row_block_stream(sql, parameters=params)
+            with context as stream:
+                blocks = iter(stream)
                 while True:
                     with watch.lap("fetch"):
-                        row = next(iterator, None)
-                    if row is None:
-                        return
-                    key, value, mutual, popular = row
-                    stats.mutual += mutual
-                    stats.popular += popular
-                    if mutual + popular < caps.per_user:
-                        stats.short_lists += 1
-                    yield key, value
+                        block = next(blocks, None)
+                    if block is None:
+                        break
+                    for key, value, mutual, popular in block:
+                        stats.mutual += mutual
+                        stats.popular += popular
+                        if mutual + popular < caps.per_user:
+                            stats.short_lists += 1
+                        yield key, value
 
-            with watch.lap("stream"):
-                result = write_many(redis, rows(), ttl_seconds=SUGGESTED_TTL_SECONDS)
-        stats.written += result.written
-        stats.failed += result.failed
-        if errors is not None:
-            errors.extend(result.errors[: max(0, 20 - len(errors))])
+    # One writer for every part, with room for about a part: Redis writes part k while
+    # ClickHouse computes part k + 1 (the engine releases the GIL), memory stays bounded by
+    # `users_per_query`.
+    with watch.lap("stream"):
+        result = write_many(
+            redis, rows(), ttl_seconds=SUGGESTED_TTL_SECONDS, chunk_size=WRITE_CHUNK,
+            queue_batches=max(2, math.ceil(min(users_per_query, stats.users) / WRITE_CHUNK)),
+        )
+    stats.written = result.written
+    stats.failed = result.failed
+    if errors is not None:
+        errors.extend(result.errors)
 
-    # Fetching a row includes ClickHouse computing it; the rest of the stream is Redis.
-    stats.query_ms = watch.ms("count") + watch.ms("execute") + watch.ms("fetch")
-    stats.write_ms = max(0, watch.ms("stream") - watch.ms("fetch"))
+    # Fetching a block includes ClickHouse computing it; the rest of the stream is time spent
+    # waiting for Redis (what the writer thread could not hide behind the queries).
+    query_ms = watch.ms("execute") + watch.ms("fetch")
+    stats.query_ms = watch.ms("count") + query_ms
+    stats.write_ms = max(0, watch.ms("stream") - query_ms)
     stats.elapsed_ms = watch.elapsed_ms
     return stats

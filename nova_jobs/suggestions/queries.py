@@ -111,14 +111,15 @@ WITH
     GROUP BY u
   ),
   pairs AS (
-    -- Every path u -> v -> c counts 1. A follow, a block, or u itself adds a large negative
-    -- weight, so the exclusions ride the same aggregation (no set lookup per path).
+    -- Every path u -> v -> c (c not u) counts 1. A follow or a block adds a large negative
+    -- weight, so those exclusions ride the same aggregation (no set lookup per path).
     SELECT u, c, sum(w) AS score
     FROM (
-      SELECT considered.u AS u, hop.c AS c, toInt64(1) AS w FROM considered INNER JOIN hop ON considered.v = hop.v
+      SELECT considered.u AS u, hop.c AS c, toInt64(1) AS w
+      FROM considered INNER JOIN hop ON considered.v = hop.v
+      WHERE hop.c != considered.u
       UNION ALL SELECT u, v AS c, {excluded} AS w FROM mine
       UNION ALL SELECT u, c, {excluded} AS w FROM blocked
-      UNION ALL SELECT user_id AS u, user_id AS c, {excluded} AS w FROM users
     )
     GROUP BY u, c
     HAVING score > 0
