@@ -35,11 +35,14 @@ WITH
     WHERE follower_id IN (SELECT user_id FROM targets)
   ),
   blocked AS (
-    SELECT blocker_id AS u, blocked_id AS a FROM {{db:Identifier}}.user_blocks
-    WHERE blocker_id IN (SELECT user_id FROM targets)
-    UNION ALL
-    SELECT blocked_id AS u, blocker_id AS a FROM {{db:Identifier}}.user_blocks
-    WHERE blocked_id IN (SELECT user_id FROM targets)
+    -- One filter on the union: ClickHouse inlines a CTE, so each mention of `targets` ranks
+    -- the active users again.
+    SELECT u, a FROM (
+      SELECT blocker_id AS u, blocked_id AS a FROM {{db:Identifier}}.user_blocks
+      UNION ALL
+      SELECT blocked_id AS u, blocker_id AS a FROM {{db:Identifier}}.user_blocks
+    )
+    WHERE u IN (SELECT user_id FROM targets)
   ),
   recent AS (
     SELECT post_id, author_id, created_at FROM {{db:Identifier}}.posts

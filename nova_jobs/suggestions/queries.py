@@ -99,11 +99,14 @@ WITH
     LIMIT {{max_per_followee:UInt64}} BY v
   ),
   blocked AS (
-    SELECT blocker_id AS u, blocked_id AS c FROM {{db:Identifier}}.user_blocks
-    WHERE blocker_id IN (SELECT user_id FROM users)
-    UNION ALL
-    SELECT blocked_id AS u, blocker_id AS c FROM {{db:Identifier}}.user_blocks
-    WHERE blocked_id IN (SELECT user_id FROM users)
+    -- One filter on the union: ClickHouse inlines a CTE, so each mention of `users`
+    -- computes the active users again.
+    SELECT u, c FROM (
+      SELECT blocker_id AS u, blocked_id AS c FROM {{db:Identifier}}.user_blocks
+      UNION ALL
+      SELECT blocked_id AS u, blocker_id AS c FROM {{db:Identifier}}.user_blocks
+    )
+    WHERE u IN (SELECT user_id FROM users)
   ),
   excluded AS (
     SELECT u, groupArray(v) AS ids
