@@ -242,7 +242,7 @@ def caps_study(client, now: datetime, sample_share: int, per_user: int) -> list[
 def bench(users: int, feed_users: int, shards: int, measured_shards: int, workdir: Path,
           caps_sample: int, seed: int = 7) -> tuple[list[dict], list[dict]]:
     workdir.mkdir(parents=True, exist_ok=True)
-    store = workdir / "store"
+    store = workdir.resolve() / "store"  # chdb wants an absolute path
     shutil.rmtree(store, ignore_errors=True)
     now: datetime = utc_now()
     rss = PeakRss()
