@@ -1,8 +1,8 @@
 """Friends-of-friends suggestions for a whole set of users in one ClickHouse query.
 
-The query ranks every user of a shard at once (`LIMIT n BY`), applies the exclusions, fills
-short lists from the most-followed users, and can build the cached JSON itself, so Python only
-streams (key, value) rows into Redis pipelines.
+The query ranks every user of a part of a shard at once (a top-k heap per user), applies the
+exclusions, fills short lists from the most-followed users, and can build the cached JSON
+itself, so Python only streams (key, value) rows into Redis pipelines.
 
 Fan-out caps keep the work per user bounded on a graph with celebrities: a user's most recent
 `max_followees` follows are the intermediaries considered, and each intermediary contributes
