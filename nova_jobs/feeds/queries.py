@@ -14,7 +14,7 @@ from datetime import datetime
 from clickhouse_connect.driver.client import Client
 
 from nova_jobs.lib.cache import dumps
-from nova_jobs.trending.windows import EVENT_WEIGHTS
+from nova_jobs.warehouse.engagement import WEIGHT_TENTHS_SQL
 from nova_jobs.warehouse.active_users import top_active_users_sql
 
 FEED_KEY_PREFIX = "nova:cache:feed:"
@@ -23,7 +23,6 @@ FEED_DECAY = 0.95
 FEED_SIZE = 50
 
 _MAX64 = 18446744073709551615
-_WEIGHT = "multiIf(" + ", ".join(f"event_type = '{t}', {w}" for t, w in EVENT_WEIGHTS.items()) + ", 0.0)"
 
 # Rows (key, followed_count, value); value is '' for a user with no candidates (the caller
 # substitutes the trending fallback).
@@ -51,7 +50,7 @@ WITH
       AND author_id IN (SELECT a FROM edges)
   ),
   engagement AS (
-    SELECT post_id, sum({_WEIGHT}) AS e FROM {{db:Identifier}}.post_events
+    SELECT post_id, sum({WEIGHT_TENTHS_SQL}) / 10.0 AS e FROM {{db:Identifier}}.post_events
     WHERE event_time <= toDateTime({{now:Int64}}, 'UTC')
       AND post_id IN (SELECT post_id FROM recent)
     GROUP BY post_id

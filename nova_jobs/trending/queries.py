@@ -6,10 +6,10 @@ from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 
-from nova_jobs.trending.windows import EVENT_WEIGHTS, TrendingWindow
+from nova_jobs.trending.windows import TrendingWindow
+from nova_jobs.warehouse.engagement import KNOWN_TYPES_SQL as _KNOWN_TYPES
+from nova_jobs.warehouse.engagement import WEIGHT_SQL as _WEIGHT
 
-_KNOWN_TYPES = "(" + ", ".join(f"'{t}'" for t in EVENT_WEIGHTS) + ")"
-_WEIGHT = "multiIf(" + ", ".join(f"event_type = '{t}', {w}" for t, w in EVENT_WEIGHTS.items()) + ", 0.0)"
 
 # Each distinct (user, type) pair counts once, decayed by the age of its latest event; the
 # post's author does not count when the post is known. join_use_nulls tells "no such post"

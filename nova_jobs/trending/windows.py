@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from nova_jobs.lib.settings import SettingError, setting_choice, setting_int
 
-EVENT_WEIGHTS = {"view": 0.1, "like": 2.0, "comment": 3.0, "share": 5.0}
 SCORINGS = ("decayed", "seed")
 DEFAULT_SCORING = "decayed"
 
