@@ -8,10 +8,12 @@ store path.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import redis as redis_lib
 
@@ -90,6 +92,29 @@ def insert_rows(resource: ClickHouseResource, table: str, columns: list[str], ro
     """Insert hand-written rows into a source table of the resource's database."""
     with resource.get_client() as client:
         client.insert(f"{resource.database_name}.{table}", [list(row) for row in rows], column_names=columns)
+
+
+def materialize_with_metadata(assets, node: str, resources: dict, config: dict, instance=None):
+    """Materialize `assets` with `config` for op `node`; (result, the node's materialization
+    metadata as plain values, empty when the run failed)."""
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {node: {"config": config}}},
+        raise_on_error=False,
+    )
+    metadata = {}
+    if result.success:
+        materialization = result.asset_materializations_for_node(node)[0]
+        metadata = {key: value.value for key, value in materialization.metadata.items()}
+    return result, metadata
+
+
+def cached_json(redis_client: redis_lib.Redis, key: str):
+    """The JSON value of a cache key, or None when the key is missing."""
+    value = redis_client.get(key)
+    return None if value is None else json.loads(value)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_demo_data_has_the_shape_of_a_social_app(clickhouse):
         # Blocks, some of them between people who follow each other; no event in the future.
         assert scalar(client, """SELECT count() FROM {db}.user_blocks b JOIN {db}.follows f
                                  ON f.follower_id = b.blocker_id AND f.followee_id = b.blocked_id""", db) > 0
-        assert scalar(client, f"SELECT max(event_time) FROM {{db}}.post_events", db).replace(tzinfo=UTC) <= NOW
+        assert scalar(client, "SELECT max(event_time) FROM {db}.post_events", db).replace(tzinfo=UTC) <= NOW
         assert scalar(client, "SELECT countIf(created_at >= toDateTime('"
                       f"{NOW:%Y-%m-%d %H:%M:%S}', 'UTC') - INTERVAL 48 HOUR) FROM {{db}}.posts", db) > 0
 

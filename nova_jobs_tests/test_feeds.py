@@ -4,7 +4,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import pytest
 import redis as redis_lib
 
@@ -12,7 +11,7 @@ from nova_jobs.feeds.assets import feeds
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.trending.queries import query_trending
 from nova_jobs.trending.windows import WINDOWS
-from nova_jobs_tests.conftest import insert_rows
+from nova_jobs_tests.conftest import cached_json, insert_rows, materialize_with_metadata
 
 pytestmark = pytest.mark.integration
 
@@ -28,22 +27,11 @@ def hours_ago(hours: float) -> datetime:
 
 def run_warmer(clickhouse, redis_resource, **config):
     config.setdefault("as_of", NOW.isoformat())
-    result = dg.materialize(
-        [feeds],
-        resources={"clickhouse": clickhouse, "redis": redis_resource},
-        run_config={"ops": {NODE: {"config": config}}},
-        raise_on_error=False,
-    )
-    metadata = {}
-    if result.success:
-        materialization = result.asset_materializations_for_node(NODE)[0]
-        metadata = {key: value.value for key, value in materialization.metadata.items()}
-    return result, metadata
+    return materialize_with_metadata([feeds], NODE, {"clickhouse": clickhouse, "redis": redis_resource}, config)
 
 
 def feed(redis_client, user_id):
-    value = redis_client.get(f"nova:cache:feed:{user_id}")
-    return None if value is None else json.loads(value)
+    return cached_json(redis_client, f"nova:cache:feed:{user_id}")
 
 
 @pytest.fixture

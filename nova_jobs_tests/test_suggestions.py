@@ -1,6 +1,5 @@
 """Suggested users against a real embedded ClickHouse and a real redis-server."""
 
-import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -9,7 +8,7 @@ import dagster as dg
 import pytest
 
 from nova_jobs.suggestions.assets import build_suggested_users_asset
-from nova_jobs_tests.conftest import insert_rows
+from nova_jobs_tests.conftest import cached_json, insert_rows, materialize_with_metadata
 
 pytestmark = pytest.mark.integration
 
@@ -27,23 +26,14 @@ def ago(minutes: float) -> datetime:
 def run_suggestions(clickhouse, redis_resource, shards=2, **config):
     config.setdefault("as_of", NOW.isoformat())
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [build_suggested_users_asset(shards)],
-            instance=instance,
-            resources={"clickhouse": clickhouse, "redis": redis_resource},
-            run_config={"ops": {NODE: {"config": config}}},
-            raise_on_error=False,
+        return materialize_with_metadata(
+            [build_suggested_users_asset(shards)], NODE,
+            {"clickhouse": clickhouse, "redis": redis_resource}, config, instance=instance,
         )
-        metadata = {}
-        if result.success:
-            materialization = result.asset_materializations_for_node(NODE)[0]
-            metadata = {key: value.value for key, value in materialization.metadata.items()}
-        return result, metadata
 
 
 def suggestions(redis_client, user_id):
-    value = redis_client.get(f"nova:cache:suggested_users:{user_id}")
-    return None if value is None else json.loads(value)
+    return cached_json(redis_client, f"nova:cache:suggested_users:{user_id}")
 
 
 def compact(items):

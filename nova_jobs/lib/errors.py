@@ -19,7 +19,6 @@ from typing import Literal
 import dagster as dg
 
 from nova_jobs.lib.redact import redact_text
-from nova_jobs.lib.settings import SettingError
 
 ErrorKind = Literal["transient", "permanent"]
 

@@ -32,7 +32,7 @@ def validate_clickhouse_url(url: str) -> str:
     problem = None
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError as error:
         problem = str(error)
     if problem is not None:
@@ -47,7 +47,6 @@ def validate_clickhouse_url(url: str) -> str:
     elif scheme in ("http", "https"):
         if not parts.hostname:
             raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} has no host")
-        del port  # parsed above only to reject a non-numeric port
     else:
         raise SettingError(
             f"CLICKHOUSE_URL={redact_url(url)!r}: scheme must be http, https or chdb"

@@ -14,7 +14,6 @@ import dagster as dg
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
-from nova_jobs.lib.tags import job_tags
 from nova_jobs.lib.timing import parse_as_of
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
