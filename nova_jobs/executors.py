@@ -3,7 +3,9 @@
 - `in_process` (default): every step in the run's process. Right for the embedded chdb store,
   which one process at a time can open.
 - `multiprocess`: a process per step, for a ClickHouse server on one machine.
-- `k8s`: a Kubernetes Job per step (suggestion shards on their own pods); production.
+- `k8s` (production): each run is a pod (K8sRunLauncher). Light jobs (trending, feeds) run
+  their steps in that pod, sized by the job's `dagster-k8s/config` tag; jobs of many heavy
+  steps (the suggestion shards) give every step a Kubernetes Job of its own.
 """
 
 import os
@@ -15,16 +17,27 @@ from nova_jobs.lib.settings import SettingError
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 
-def executor_for_deployment() -> dg.ExecutorDefinition:
+def _deployment_executor() -> str:
     # Read when the code location loads: the executor is a property of the deployment, like
     # the instance it runs against, not of a run.
     name = os.environ.get("NOVA_EXECUTOR", "in_process").strip() or "in_process"
-    if name == "in_process":
-        return dg.in_process_executor
-    if name == "multiprocess":
+    if name not in EXECUTORS:
+        raise SettingError(f"NOVA_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+    return name
+
+
+def executor_for_deployment() -> dg.ExecutorDefinition:
+    """The default executor of every job."""
+    if _deployment_executor() == "multiprocess":
         return dg.multiprocess_executor
-    if name == "k8s":
+    # Under k8s too: a pod per step would start three pods a minute for a job that needs one.
+    return dg.in_process_executor
+
+
+def executor_for_sharded_jobs() -> dg.ExecutorDefinition | None:
+    """For jobs of many heavy, parallel steps: under k8s a pod per step, else the default."""
+    if _deployment_executor() == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    raise SettingError(f"NOVA_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+    return None

@@ -6,6 +6,7 @@ generates from them (validated by Dagster itself) and agreement with deploy/dags
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -238,18 +239,22 @@ def test_no_literal_credentials_in_any_values(project_root, values):
 
 
 def test_k8s_executor_is_selected_by_the_deployment_env(project_root, tmp_path):
-    """What the user deployment's NOVA_EXECUTOR=k8s does: every job runs each step in its own pod."""
+    """What the user deployment's NOVA_EXECUTOR=k8s does: the suggestion shards run as a pod
+    each; every other job runs its steps in its run pod."""
     code = (
+        "import json\n"
         "from nova_jobs.definitions import defs\n"
         "repo = defs.get_repository_def()\n"
-        "print(sorted({job.executor_def.name for job in repo.get_all_jobs()}))\n"
+        "print(json.dumps({job.name: job.executor_def.name for job in repo.get_all_jobs()}))\n"
     )
     env = {"NOVA_EXECUTOR": "k8s", "CLICKHOUSE_URL": f"chdb://{tmp_path}/store", "REDIS_URL": "redis://localhost:1",
            "KAFKA_BROKERS": "localhost:1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=project_root, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "['k8s']"
+    executors = json.loads(out.stdout.strip().splitlines()[-1])
+    assert executors.pop("suggested_users") == "k8s"
+    assert set(executors.values()) == {"in_process"}
 
 
 def test_step_resource_tags_have_requests_and_limits():
@@ -263,7 +268,12 @@ def test_step_resource_tags_have_requests_and_limits():
             config = (op_def.tags or {}).get("dagster-k8s/config")
             if config:
                 tagged[op_def.name] = yaml.safe_load(config) if isinstance(config, str) else config
+        # A job whose run pod does the work says how big that pod must be.
+        config = job.tags.get("dagster-k8s/config")
+        if config:
+            tagged[f"job {job.name}"] = yaml.safe_load(config) if isinstance(config, str) else config
     assert tagged, "no step sets its Kubernetes resources"
+    assert "job cache_warmer" in tagged
     for name, config in tagged.items():
         resources = config["container_config"]["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]), name

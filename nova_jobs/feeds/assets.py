@@ -1,5 +1,7 @@
 """Warmed feeds: the first screen of the home feed, ready in Redis for Nova's most active users."""
 
+import json
+
 import dagster as dg
 
 from nova_jobs.feeds.compute import warm_feeds
@@ -93,7 +95,8 @@ def feeds(
 cache_warmer_job = dg.define_asset_job(
     name="cache_warmer",
     selection=dg.AssetSelection.assets(FEEDS_KEY),
-    tags=job_tags("cache_warmer"),
+    # The run pod does the work (one step): it gets the step's resources.
+    tags={**job_tags("cache_warmer"), "dagster-k8s/config": json.dumps(FEED_K8S_CONFIG)},
     description="Refresh nova:cache:feed:{user_id} for the most active users.",
 )
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from nova_jobs.executors import executor_for_sharded_jobs
 from nova_jobs.lib.tags import job_tags
 from nova_jobs.suggestions.assets import SUGGESTED_USERS_KEY
 
@@ -13,6 +14,8 @@ def build_suggestions_definitions(asset: dg.AssetsDefinition, checks: list[dg.As
         name="suggested_users",
         selection=dg.AssetSelection.assets(SUGGESTED_USERS_KEY) - quality,
         tags=job_tags("suggested_users"),
+        # Under k8s each shard step is a pod of its own (sized by its op tag).
+        executor_def=executor_for_sharded_jobs(),
         description="Refresh nova:cache:suggested_users:{user_id} for every active user.",
     )
     schedule = dg.ScheduleDefinition(
