@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import shutil
 import sys
@@ -42,8 +41,14 @@ from nova_jobs.lib.timing import iso_z, utc_now
 from nova_jobs.localstack import redis_process
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.suggestions.assets import DEFAULT_SHARDS
-from nova_jobs.suggestions.compute import ShardStats, compute_shard, shard_users_sql
-from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps, follows_source, json_rows_sql, lists_sql
+from nova_jobs.suggestions.compute import ShardStats, compute_shard, plan_shard
+from nova_jobs.suggestions.queries import (
+    SUGGESTED_KEY_PREFIX,
+    SuggestionCaps,
+    follows_source,
+    lists_sql,
+    part_json_rows_sql,
+)
 from nova_jobs.trending.queries import _params, query_trending, query_window_stats, trending_sql
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
@@ -172,17 +177,16 @@ def bench_suggestions(client, cache, now: datetime, shards: int, measured: int, 
             for field in ShardStats.__dataclass_fields__:
                 setattr(total, field, getattr(total, field) + getattr(stats, field))
     elapsed = time.perf_counter() - started
-    sql = json_rows_sql(shard_users_sql(), follows_source())
+    sql = part_json_rows_sql()
     bare_q, rows, size = 0.0, 0, 0
     for shard in range(measured):
-        users = client.query(f"SELECT count() FROM ({shard_users_sql()})", parameters={
-            "db": DATABASE, **active_window(now, ACTIVE_DAYS), "shards": shards, "shard": shard, "parts": 1, "part": 0,
-        }).result_rows[0][0]
-        parts = max(1, math.ceil(users / USERS_PER_QUERY))
-        for part in range(parts):
-            params = {"db": DATABASE, **active_window(now, ACTIVE_DAYS), **caps.params(), "shards": shards,
-                      "shard": shard, "parts": parts, "part": part, "key_prefix": SUGGESTED_KEY_PREFIX}
-            seconds, part_rows, part_size = bare_stream(client, sql, params, value_column=1)
+        base = {"db": DATABASE, **active_window(now, ACTIVE_DAYS), **caps.params(), "shards": shards, "shard": shard,
+                "key_prefix": SUGGESTED_KEY_PREFIX}
+        planned = time.perf_counter()
+        plan = plan_shard(client, base, USERS_PER_QUERY)
+        bare_q += time.perf_counter() - planned
+        for part in range(len(plan.parts)):
+            seconds, part_rows, part_size = bare_stream(client, sql, {**base, **plan.part_params(part)}, value_column=1)
             bare_q, rows, size = bare_q + seconds, rows + part_rows, size + part_size * part_rows
     bare_w = bare_redis(cache, rows, size // max(rows, 1), "bench:suggested:")
     job = "suggested_users" + ("" if measured == shards else f" ({measured}/{shards} shards)")

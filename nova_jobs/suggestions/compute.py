@@ -17,12 +17,13 @@ from nova_jobs.suggestions.queries import (
     SUGGESTED_TTL_SECONDS,
     SuggestionCaps,
     follows_source,
-    json_rows_sql,
+    part_json_rows_sql,
+    pool_sql,
     shard_condition,
 )
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
 
-_COUNT_SQL = "SELECT count() FROM ({users})"
+_SHARD_USERS_ORDERED_SQL = "SELECT user_id FROM ({users}) ORDER BY user_id"
 WRITE_CHUNK = 2000
 
 
@@ -47,6 +48,37 @@ def shard_users_sql() -> str:
     return "SELECT user_id FROM (" + active_users_sql(shard_condition()) + ")"
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """What every query of a shard shares, computed once: the shard's active users split into
+    parts of consecutive ids, and the popular pool."""
+
+    parts: list[list[int]]
+    pool: list[int]
+
+    @property
+    def users(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def part_params(self, part: int) -> dict:
+        ids = self.parts[part]
+        return {"users": ids, "first_user": ids[0], "last_user": ids[-1], "pool": self.pool}
+
+
+def plan_shard(client: Client, base: dict, users_per_query: int) -> ShardPlan:
+    """`base` holds the query parameters (db, active window, shard, shards, popular_pool). The
+    ids are at most a few hundred thousand integers per shard."""
+    result = client.query(
+        _SHARD_USERS_ORDERED_SQL.format(users=shard_users_sql()), parameters={**base, "parts": 1, "part": 0}
+    )
+    ids = [int(u) for u in result.result_columns[0]] if result.row_count else []
+    pool = [int(u) for u in client.query(pool_sql(follows_source()), parameters=base).result_rows[0][0]]
+    if not ids:
+        return ShardPlan(parts=[], pool=pool)
+    size = math.ceil(len(ids) / math.ceil(len(ids) / users_per_query))
+    return ShardPlan(parts=[ids[i:i + size] for i in range(0, len(ids), size)], pool=pool)
+
+
 def compute_shard(
     client: Client,
     redis: redis_lib.Redis,
@@ -66,17 +98,15 @@ def compute_shard(
     stats = ShardStats()
     base = {"db": database, **active_window(now, active_days), **caps.params(), "shards": shards, "shard": shard}
 
-    with watch.lap("count"):
-        stats.users = int(
-            client.query(_COUNT_SQL.format(users=shard_users_sql()), parameters={**base, "parts": 1, "part": 0})
-            .result_rows[0][0]
-        )
-    stats.parts = max(1, math.ceil(stats.users / users_per_query))
-    sql = json_rows_sql(shard_users_sql(), follows_source())
+    with watch.lap("plan"):
+        plan = plan_shard(client, base, users_per_query)
+    stats.users = plan.users
+    stats.parts = len(plan.parts)
+    sql = part_json_rows_sql()
 
     def rows() -> Iterator[tuple[str, str]]:
         for part in range(stats.parts):
-            params = {**base, "parts": stats.parts, "part": part, "key_prefix": SUGGESTED_KEY_PREFIX}
+            params = {**base, **plan.part_params(part), "key_prefix": SUGGESTED_KEY_PREFIX}
             with watch.lap("execute"):
                 context = client.query_row_block_stream(sql, parameters=params)
             with context as stream:
@@ -109,7 +139,7 @@ def compute_shard(
     # Fetching a block includes ClickHouse computing it; the rest of the stream is time spent
     # waiting for Redis (what the writer thread could not hide behind the queries).
     query_ms = watch.ms("execute") + watch.ms("fetch")
-    stats.query_ms = watch.ms("count") + query_ms
+    stats.query_ms = watch.ms("plan") + query_ms
     stats.write_ms = max(0, watch.ms("stream") - query_ms)
     stats.elapsed_ms = watch.elapsed_ms
     return stats

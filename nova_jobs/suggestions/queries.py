@@ -67,24 +67,38 @@ def follows_source(cutoff_param: str | None = None) -> str:
     )
 
 
+# The `popular_pool` most-followed users, best first, as one array.
+_POOL_SQL = """
+SELECT groupArray(followee_id) FROM (
+  SELECT followee_id, count() AS followers FROM {follows} AS f
+  GROUP BY followee_id
+  ORDER BY followers DESC, followee_id ASC
+  LIMIT {{popular_pool:UInt64}}
+)
+"""
+
+# The job's form: the part's users and the popular pool are computed once per shard and bound
+# as arrays, and the part's users are a contiguous id range so that the follows scans for
+# them read only that range of the table (ordered by follower_id). ClickHouse inlines a CTE
+# at each mention, so a `users` CTE over post_events would be recomputed several times per
+# query, and the pool once per query.
+USERS_PARAM_SQL = "SELECT arrayJoin({users:Array(UInt64)}) AS user_id"
+POOL_PARAM_SQL = "{pool:Array(UInt64)}"
+FOLLOWER_RANGE_SQL = "follower_id BETWEEN {first_user:UInt64} AND {last_user:UInt64}"
+
 # `{users}` yields a `user_id` column: the users to suggest for. `{follows}` is a table or
-# subquery with the follows table's columns. Output: one row per user, with the ranked mutual
-# picks as (user_id, score) tuples and the popular fill as user ids.
+# subquery with the follows table's columns. `{pool}` is an array expression (the popular
+# pool), `{mine_range}` an optional extra condition on `follower_id` that every user of
+# `{users}` meets. Output: one row per user, with the ranked mutual picks as (user_id, score)
+# tuples and the popular fill as user ids.
 _CORE_SQL = """
 WITH
-  (
-    SELECT groupArray(followee_id) FROM (
-      SELECT followee_id, count() AS followers FROM {follows} AS f
-      GROUP BY followee_id
-      ORDER BY followers DESC, followee_id ASC
-      LIMIT {{popular_pool:UInt64}}
-    )
-  ) AS pool,
+  {pool} AS pool,
   users AS ({users}),
   mine AS (
     SELECT follower_id AS u, followee_id AS v, created_at
     FROM {follows} AS f
-    WHERE follower_id IN (SELECT user_id FROM users)
+    WHERE {mine_range}follower_id IN (SELECT user_id FROM users)
   ),
   considered AS (
     SELECT u, v FROM mine
@@ -185,13 +199,29 @@ def shard_condition() -> str:
 _EXCLUDED_WEIGHT = "toInt64(-1000000000000)"
 
 
-def core_sql(users_sql: str, follows: str) -> str:
-    return _CORE_SQL.format(users=users_sql, follows=follows, excluded=_EXCLUDED_WEIGHT)
+def pool_sql(follows: str) -> str:
+    """One row, one column: the popular pool (`popular_pool` parameter) as an array."""
+    return _POOL_SQL.format(follows=follows)
 
 
-def json_rows_sql(users_sql: str, follows: str) -> str:
+def core_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: str | None = None) -> str:
+    """`pool` defaults to computing the pool inside the query (from `follows`)."""
+    return _CORE_SQL.format(
+        users=users_sql, follows=follows, excluded=_EXCLUDED_WEIGHT,
+        pool=pool if pool is not None else "(" + pool_sql(follows).strip() + ")",
+        mine_range=f"{mine_range}\n      AND " if mine_range else "",
+    )
+
+
+def json_rows_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: str | None = None) -> str:
     """Rows (key, value, mutual_count, popular_count) ready for Redis."""
-    return _JSON_SQL.format(core=core_sql(users_sql, follows))
+    return _JSON_SQL.format(core=core_sql(users_sql, follows, pool, mine_range))
+
+
+def part_json_rows_sql() -> str:
+    """The job's query: `json_rows_sql` for the users bound as `users` (ids in
+    [`first_user`, `last_user`]) with the popular pool bound as `pool`."""
+    return json_rows_sql(USERS_PARAM_SQL, follows_source(), POOL_PARAM_SQL, FOLLOWER_RANGE_SQL)
 
 
 def lists_sql(users_sql: str, follows: str) -> str:
