@@ -9,7 +9,7 @@ from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
-from nova_jobs.lib.tags import job_tags
+from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import iso_z, parse_as_of
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
@@ -92,18 +92,11 @@ def feeds(
     )
 
 
-cache_warmer_job = dg.define_asset_job(
-    name="cache_warmer",
-    selection=dg.AssetSelection.assets(FEEDS_KEY),
+cache_warmer_job, cache_warmer_schedule = scheduled_job(
+    "cache_warmer",
+    dg.AssetSelection.assets(FEEDS_KEY),
+    "* * * * *",
+    "Refresh nova:cache:feed:{user_id} for the most active users.",
     # The run pod does the work (one step): it gets the step's resources.
-    tags={**job_tags("cache_warmer"), "dagster-k8s/config": json.dumps(FEED_K8S_CONFIG)},
-    description="Refresh nova:cache:feed:{user_id} for the most active users.",
-)
-
-cache_warmer_schedule = dg.ScheduleDefinition(
-    name="cache_warmer_schedule",
-    job=cache_warmer_job,
-    cron_schedule="* * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    extra_tags={"dagster-k8s/config": json.dumps(FEED_K8S_CONFIG)},
 )

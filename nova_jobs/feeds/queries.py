@@ -14,6 +14,7 @@ from datetime import datetime
 from clickhouse_connect.driver.client import Client
 
 from nova_jobs.lib.cache import dumps
+from nova_jobs.warehouse.blocks import blocked_pairs_sql
 from nova_jobs.warehouse.engagement import WEIGHT_TENTHS_SQL
 from nova_jobs.warehouse.active_users import top_active_users_sql
 
@@ -33,16 +34,7 @@ WITH
     SELECT follower_id AS u, followee_id AS a FROM {{db:Identifier}}.follows
     WHERE follower_id IN (SELECT user_id FROM targets)
   ),
-  blocked AS (
-    -- One filter on the union: ClickHouse inlines a CTE, so each mention of `targets` ranks
-    -- the active users again.
-    SELECT u, a FROM (
-      SELECT blocker_id AS u, blocked_id AS a FROM {{db:Identifier}}.user_blocks
-      UNION ALL
-      SELECT blocked_id AS u, blocker_id AS a FROM {{db:Identifier}}.user_blocks
-    )
-    WHERE u IN (SELECT user_id FROM targets)
-  ),
+  blocked AS ({blocked_pairs_sql("SELECT user_id FROM targets", "a")}),
   recent AS (
     SELECT post_id, author_id, created_at FROM {{db:Identifier}}.posts
     WHERE created_at >= toDateTime({{feed_start:Int64}}, 'UTC')

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nova_jobs.lib.settings import setting_int
+from nova_jobs.warehouse.blocks import blocked_pairs_sql
 
 SUGGESTED_KEY_PREFIX = "nova:cache:suggested_users:"
 SUGGESTED_TTL_SECONDS = 24 * 3600
@@ -112,16 +113,7 @@ WITH
     ORDER BY v, created_at DESC, c
     LIMIT {{max_per_followee:UInt64}} BY v
   ),
-  blocked AS (
-    -- One filter on the union: ClickHouse inlines a CTE, so each mention of `users`
-    -- computes the active users again.
-    SELECT u, c FROM (
-      SELECT blocker_id AS u, blocked_id AS c FROM {{db:Identifier}}.user_blocks
-      UNION ALL
-      SELECT blocked_id AS u, blocker_id AS c FROM {{db:Identifier}}.user_blocks
-    )
-    WHERE u IN (SELECT user_id FROM users)
-  ),
+  blocked AS ({blocked}),
   excluded AS (
     SELECT u, groupArray(v) AS ids
     FROM (SELECT u, v FROM mine UNION ALL SELECT u, c AS v FROM blocked)
@@ -208,6 +200,7 @@ def core_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: 
     """`pool` defaults to computing the pool inside the query (from `follows`)."""
     return _CORE_SQL.format(
         users=users_sql, follows=follows, excluded=_EXCLUDED_WEIGHT,
+        blocked=blocked_pairs_sql("SELECT user_id FROM users", "c"),
         pool=pool if pool is not None else "(" + pool_sql(follows).strip() + ")",
         mine_range=f"{mine_range}\n      AND " if mine_range else "",
     )

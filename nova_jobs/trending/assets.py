@@ -7,7 +7,7 @@ from nova_jobs.lib.cache import dumps, publish_with_meta
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError
-from nova_jobs.lib.tags import job_tags
+from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import Stopwatch, iso_z, parse_as_of
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
@@ -107,23 +107,14 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
 
 trending_assets = [build_trending_asset(window) for window in WINDOWS.values()]
 
-trending_jobs = [
-    dg.define_asset_job(
-        name=window.job_name,
-        selection=dg.AssetSelection.assets(trending_asset_key(window)),
-        tags=job_tags(window.job_name),
-        description=f"Refresh {window.redis_key}.",
+_jobs_and_schedules = [
+    scheduled_job(
+        window.job_name,
+        dg.AssetSelection.assets(trending_asset_key(window)),
+        window.cron,
+        f"Refresh {window.redis_key}.",
     )
     for window in WINDOWS.values()
 ]
-
-trending_schedules = [
-    dg.ScheduleDefinition(
-        name=f"{job.name}_schedule",
-        job=job,
-        cron_schedule=window.cron,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-    )
-    for window, job in zip(WINDOWS.values(), trending_jobs)
-]
+trending_jobs = [job for job, _ in _jobs_and_schedules]
+trending_schedules = [schedule for _, schedule in _jobs_and_schedules]
