@@ -14,7 +14,7 @@ import nova_jobs.trending.assets as trending_assets
 from nova_jobs.cli import main as cli_main
 from nova_jobs.deadletter import dead_letter_defs
 from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
-from nova_jobs.deadletter.kafka_io import open_consumer, publish, read_from
+from nova_jobs.deadletter.kafka_io import publish, read_topics
 from nova_jobs.deadletter.message import (
     CONTROL_TOPIC,
     DLQ_TOPIC,
@@ -77,11 +77,7 @@ def failure_tick(defs, instance, kafka_resource, cursor=None):
 
 
 def dlq_messages(kafka_resource, run_ids) -> list[dict]:
-    consumer = open_consumer(kafka_resource)
-    try:
-        records, _ = read_from(consumer, [DLQ_TOPIC])
-    finally:
-        consumer.close()
+    records, _ = read_topics(kafka_resource, [DLQ_TOPIC])
     found = []
     for record in records:
         try:
@@ -188,11 +184,7 @@ def test_a_failure_while_kafka_is_down_is_published_once_it_is_back(
 
 def cursor_at_end(kafka_resource) -> str:
     """A replay cursor past every record already on the shared test broker."""
-    consumer = open_consumer(kafka_resource)
-    try:
-        _, offsets = read_from(consumer, [DLQ_TOPIC, CONTROL_TOPIC], max_records=100_000)
-    finally:
-        consumer.close()
+    _, offsets = read_topics(kafka_resource, [DLQ_TOPIC, CONTROL_TOPIC], max_records=100_000)
     return ReplayState(offsets=offsets).dump()
 
 
@@ -204,11 +196,7 @@ def replay_tick(defs, instance, kafka_resource, cursor):
 
 
 def control_decisions(kafka_resource, run_id) -> list[dict]:
-    consumer = open_consumer(kafka_resource)
-    try:
-        records, _ = read_from(consumer, [CONTROL_TOPIC])
-    finally:
-        consumer.close()
+    records, _ = read_topics(kafka_resource, [CONTROL_TOPIC])
     decisions = [json.loads(r.value) for r in records]
     return [d for d in decisions if d.get("type") == "decision" and d.get("run_id") == run_id]
 

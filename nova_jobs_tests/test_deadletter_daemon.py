@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from nova_jobs.cli import main as cli_main
-from nova_jobs.deadletter.kafka_io import open_consumer, read_from
+from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import DLQ_TOPIC, REPLAY_OF_TAG
 from nova_jobs.localstack import default_signals, redis_process, tansu_process
 from nova_jobs.resources.kafka import KafkaResource
@@ -45,11 +45,7 @@ def wait_for(what: str, check, timeout: float, daemon: subprocess.Popen):
 
 
 def dead_trending_runs(kafka: KafkaResource) -> list[dict]:
-    consumer = open_consumer(kafka)
-    try:
-        records, _ = read_from(consumer, [DLQ_TOPIC])
-    finally:
-        consumer.close()
+    records, _ = read_topics(kafka, [DLQ_TOPIC])
     found = []
     for record in records:
         data = json.loads(record.value)

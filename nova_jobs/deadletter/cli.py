@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from nova_jobs.deadletter.kafka_io import open_consumer, publish_json, read_from
+from nova_jobs.deadletter.kafka_io import publish_json, read_topics
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC, DlqMessage, MalformedMessage, parse_message
 from nova_jobs.deadletter.replay_sensor import replay_request
 from nova_jobs.resources.kafka import KafkaResource
@@ -62,11 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_entries(kafka: KafkaResource) -> list[Entry]:
     """Every DLQ record, with the state the replay sensor's decisions and operator requests give it."""
-    consumer = open_consumer(kafka)
-    try:
-        records, _ = read_from(consumer, [DLQ_TOPIC, CONTROL_TOPIC], max_records=1_000_000, deadline_seconds=60)
-    finally:
-        consumer.close()
+    records, _ = read_topics(kafka, [DLQ_TOPIC, CONTROL_TOPIC], max_records=1_000_000, deadline_seconds=60)
     entries: list[Entry] = []
     by_run: dict[str, Entry] = {}
     controls: list[dict[str, Any]] = []

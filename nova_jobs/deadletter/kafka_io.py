@@ -109,3 +109,18 @@ def read_from(
                                       message.timestamp))
                 next_offsets[tp.topic][str(tp.partition)] = message.offset + 1
     return records, next_offsets
+
+
+def read_topics(
+    kafka: KafkaResource,
+    topics: list[str],
+    offsets: dict[str, dict[str, int]] | None = None,
+    max_records: int = 1000,
+    deadline_seconds: float = 20.0,
+) -> tuple[list[Record], dict[str, dict[str, int]]]:
+    """`read_from` on a consumer of its own, closed afterwards."""
+    consumer = open_consumer(kafka)
+    try:
+        return read_from(consumer, topics, offsets, max_records, deadline_seconds)
+    finally:
+        consumer.close()

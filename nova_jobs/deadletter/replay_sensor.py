@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 
 from nova_jobs.deadletter import settings
-from nova_jobs.deadletter.kafka_io import Record, open_consumer, publish_json, read_from
+from nova_jobs.deadletter.kafka_io import Record, publish_json, read_topics
 from nova_jobs.deadletter.message import (
     CONTROL_TOPIC,
     CORRELATION_TAG,
@@ -253,11 +253,7 @@ def build_replay_sensor(jobs: Sequence[Any], name: str = "dlq_replay_sensor") ->
     def dlq_replay_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
         state = ReplayState.load(context.cursor)
         now = datetime.now(UTC)
-        consumer = open_consumer(kafka)
-        try:
-            records, offsets = read_from(consumer, [DLQ_TOPIC, CONTROL_TOPIC], state.offsets, MAX_RECORDS_PER_TICK)
-        finally:
-            consumer.close()
+        records, offsets = read_topics(kafka, [DLQ_TOPIC, CONTROL_TOPIC], state.offsets, MAX_RECORDS_PER_TICK)
 
         planner = Planner(context, known_jobs, now)
         cooled = []
