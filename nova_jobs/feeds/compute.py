@@ -78,12 +78,7 @@ def warm_feeds(
     with context as stream:
 
         def rows() -> Iterator[tuple[str, str]]:
-            blocks = iter(stream)
-            while True:
-                with watch.lap("fetch"):
-                    block = next(blocks, None)
-                if block is None:
-                    return
+            for block in watch.timed(stream, "fetch"):
                 for key, followed, value in block:
                     if not followed:
                         value = fallback

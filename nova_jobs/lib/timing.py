@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
+
+T = TypeVar("T")
+_END = object()
 
 
 class Stopwatch:
@@ -22,6 +26,17 @@ class Stopwatch:
             yield
         finally:
             self.laps[name] = self.laps.get(name, 0.0) + (time.perf_counter() - start) * 1000
+
+    def timed(self, items: Iterable[T], name: str) -> Iterator[T]:
+        """The items of `items`, the time spent waiting for each added to lap `name` (for a
+        streamed query: the fetch time, apart from what the consumer does with the rows)."""
+        iterator = iter(items)
+        while True:
+            with self.lap(name):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item
 
     def ms(self, name: str) -> int:
         return round(self.laps.get(name, 0.0))

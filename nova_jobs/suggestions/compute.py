@@ -110,12 +110,7 @@ def compute_shard(
             with watch.lap("execute"):
                 context = client.query_row_block_stream(sql, parameters=params)
             with context as stream:
-                blocks = iter(stream)
-                while True:
-                    with watch.lap("fetch"):
-                        block = next(blocks, None)
-                    if block is None:
-                        break
+                for block in watch.timed(stream, "fetch"):
                     for key, value, mutual, popular in block:
                         stats.mutual += mutual
                         stats.popular += popular
