@@ -85,25 +85,36 @@ def test_embedded_store_waits_for_the_process_holding_it(tmp_path):
     """A second process opening a chdb store waits for the first to let go instead of failing,
     and fails with the engine's error once its wait is over."""
     url = f"chdb://{tmp_path / 'store'}"
+    # The holder lets go only when told, so a slow start of the other processes cannot race it.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
+        "import sys\n"
         "from nova_jobs.resources.clickhouse import ClickHouseResource\n"
         f"with ClickHouseResource(url={url!r}).get_client() as c:\n"
         "    c.command('CREATE DATABASE IF NOT EXISTS nova')\n"
         "    print('holding', flush=True)\n"
-        "    time.sleep(4)\n"
-    )], stdout=subprocess.PIPE, text=True)
+        "    sys.stdin.readline()\n"
+    )], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "holding"
     opener = (
-        "import sys\n"
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
         "from nova_jobs.resources.clickhouse import ClickHouseResource\n"
         f"r = ClickHouseResource(url={url!r}, lock_wait_seconds=float(sys.argv[1]))\n"
         "with r.get_client() as c:\n"
         "    print(c.query('SELECT count() FROM system.databases WHERE name = \\'nova\\'').result_rows[0][0])\n"
     )
     impatient = subprocess.run([sys.executable, "-c", opener, "0.5"], capture_output=True, text=True, timeout=60)
-    patient = subprocess.run([sys.executable, "-c", opener, "60"], capture_output=True, text=True, timeout=90)
+    patient = subprocess.Popen([sys.executable, "-c", opener, "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    # Release the store only once the patient opener has met the lock and said it waits.
+    waited = ""
+    while "held by another process; waiting" not in waited:
+        line = patient.stderr.readline()
+        assert line, f"the patient opener ended without waiting: {waited}"
+        waited += line
+    holder.stdin.close()
     holder.wait(30)
+    patient_out, patient_err = patient.communicate(timeout=90)
     assert impatient.returncode != 0 and "EmbeddedServer" in impatient.stderr
-    assert patient.returncode == 0, patient.stderr
-    assert patient.stdout.strip() == "1"
+    assert patient.returncode == 0, waited + patient_err
+    assert patient_out.strip() == "1"
