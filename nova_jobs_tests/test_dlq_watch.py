@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nova_jobs.localstack import default_signals, free_port, tansu_process
 from nova_jobs.observability.dlq_watch import CorruptSummary, ReplaySummary, is_published, parse_summary
 from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG
+from nova_jobs.observability.sensor_ticks import read_sensor
 from nova_jobs.observability.server import Exporter
 from nova_jobs_tests.test_observability import Served, value
 
@@ -266,6 +267,11 @@ def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, projec
             assert sensor_value(samples, "nova_sensor_running", name) == 1
             assert sensor_value(samples, "nova_sensor_last_success_timestamp", name) is None
         assert value(samples, "nova_dlq_unpublished_runs", job_name="doomed") == 1
+        # More failures than one page of ticks: the count then comes from the daemon's own.
+        states = {s.instigator_name: s for s in instance.all_instigator_state() if s.instigator_name in DLQ_SENSORS}
+        for name in DLQ_SENSORS:
+            paged = read_sensor(instance, states[name], page=1)
+            assert paged.consecutive_failures >= 2 and paged.last_success is None
 
         with tansu_process(port=port, log_path=tmp_path / "tansu.log"):
             def both_ticked_fine():
@@ -280,6 +286,9 @@ def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, projec
                 last = sensor_value(samples, "nova_sensor_last_success_timestamp", name)
                 assert last >= good[name][-1].timestamp - 1e-3  # this tick or a later one
                 assert last <= time.time()
+            for name in DLQ_SENSORS:
+                paged = read_sensor(instance, states[name], page=1)
+                assert paged.consecutive_failures == 0 and paged.last_success >= good[name][-1].timestamp - 1e-3
             assert value(samples, "nova_dlq_unpublished_runs", job_name="doomed") == 0
             assert value(samples, "job_dlq_messages_total", job_name="doomed") == 1
             assert is_published(instance.get_run_by_id(dead.run_id))

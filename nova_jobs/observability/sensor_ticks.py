@@ -17,7 +17,7 @@ from dagster._core.scheduler.instigation import InstigatorState, TickStatus
 
 # Ticks read per sensor and scrape; failures beyond it are taken from the daemon's own count.
 TICK_PAGE = 50
-SUCCESSFUL = (TickStatus.SUCCESS, TickStatus.SKIPPED)  # skipped: evaluated fine, nothing to do
+SUCCESSFUL = [TickStatus.SUCCESS, TickStatus.SKIPPED]  # skipped: evaluated fine, nothing to do
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ def read_sensor(instance: dg.DagsterInstance, state: InstigatorState, page: int 
     if last_success is None and len(ticks) == page:
         older = _ticks(instance, state, 1, statuses=SUCCESSFUL)
         last_success = older[0].timestamp if older else None
-        # The daemon carries the count from one failed tick to the next.
+        # The daemon carries the count from one failed tick to the next (only the newest
+        # failure's body is read); a page of ticks still running is not a failure streak.
         latest_failure = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1, statuses=[TickStatus.FAILURE])
-        if latest_failure:
+        if latest_failure and (last_success is None or latest_failure[0].timestamp > last_success):
             failures = max(failures, latest_failure[0].consecutive_failure_count)
     data = state.sensor_instigator_data
     return SensorTicks(
