@@ -393,13 +393,18 @@ def served_names(three_trending_posts, instance, served) -> set[str]:
     names = set()
     for family in text_string_to_metric_families(served.text()):
         names |= {sample.name for sample in family.samples}
+        # Declared with no series on this instance (no sensor has ticked here; tests of their
+        # values: test_dlq_watch.py).
+        if not family.samples and family.name.startswith(("nova_sensor_", "nova_dlq_")):
+            names.add(f"{family.name}_total" if family.type == "counter" else family.name)
     return names
 
 
 def test_dashboard_queries_only_served_metrics(project_root, served_names):
     dashboard = json.loads((project_root / "deploy/grafana/nova-jobs.json").read_text())
     titles = {panel["title"] for panel in dashboard["panels"]}
-    for wanted in ("Success rate", "p95 duration", "Consecutive failures", "DLQ", "Unhealthy jobs", "freshness"):
+    for wanted in ("Success rate", "p95 duration", "Consecutive failures", "DLQ", "Unhealthy jobs", "freshness",
+                   "unpublished dead runs", "DLQ sensors", "parked"):
         assert any(wanted.lower() in title.lower() for title in titles), wanted
     queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     queries += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
@@ -438,6 +443,16 @@ def test_alert_rules_pass_promtool_and_use_served_metrics(project_root, promtool
     recorded = {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
     alerts = {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
     assert {"NovaJobUnhealthy", "NovaJobConsecutiveFailures", "NovaJobsDeadLetters", "NovaCacheStale", "NovaJobSlow"} <= alerts
+    assert {"NovaDlqSensorFailing", "NovaDlqUnpublishedBacklog", "NovaDlqParkedMessages"} <= alerts
+    tested_alerts = {t["alertname"] for group in yaml.safe_load((rules.parent / "alerts_test.yml").read_text())["tests"]
+                     for t in group.get("alert_rule_test", [])}
+    assert {"NovaDlqSensorFailing", "NovaDlqUnpublishedBacklog", "NovaDlqParkedMessages"} <= tested_alerts
+    runbook = (project_root / "docs/RUNBOOK.md").read_text()
+    for group in groups:
+        for rule in group["rules"]:
+            anchor = rule.get("annotations", {}).get("runbook_url", "#").split("#", 1)[1]
+            if rule.get("alert", "").startswith("NovaDlq"):
+                assert f"\n## {anchor.replace('-', ' ')}" in runbook.lower().replace("-", " "), f"RUNBOOK has no section {anchor}"
     for group in groups:
         for rule in group["rules"]:
             used = metric_names(rule["expr"])

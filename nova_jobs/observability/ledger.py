@@ -20,7 +20,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG, DURATION_BUCKETS
+from nova_jobs.deadletter import settings as dlq_settings
+from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns, is_published
+from nova_jobs.observability.jobs import DURATION_BUCKETS
+from nova_jobs.observability.sensor_ticks import SensorTicks, read_sensors
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,11 @@ class RunLedger:
         self._pruned_before = float("-inf")
         self._seen: dict[str, _Seen] = {}
         self._dlq_counted: set[str] = set()
+        self.unpublished = UnpublishedRuns()
+        self.dlq_backlog: dict[str, Backlog] = {}
+        self.sensors: list[SensorTicks] = []
+        self.replay_summary: dict[str, dict[str, int]] = {}
+        self._replay_summary = ReplaySummary()
         self._lock = threading.Lock()
 
     def stats(self, job_name: str) -> JobStats:
@@ -114,6 +122,7 @@ class RunLedger:
             began = time.perf_counter()
             try:
                 read = self._incremental_read() if self._initialized else self._full_read()
+                self._read_dlq_pipeline()
             except Exception:
                 self.refresh_errors += 1
                 raise
@@ -189,12 +198,28 @@ class RunLedger:
                 else:
                     self._count_finished(run.job_name, run.run_id, label, record.start_time, end)
                     finished_counted = True
-            if DLQ_PUBLISHED_TAG in run.tags and run.run_id not in self._dlq_counted:
+            self.unpublished.observe(run, record.end_time if record.end_time is not None else update_ts)
+            if is_published(run) and run.run_id not in self._dlq_counted:
                 self._dlq_counted.add(run.run_id)
                 self.stats(run.job_name).dlq_messages += 1
             if run.job_name not in self.jobs:
                 self.stats(run.job_name)
             self._seen[run.run_id] = _Seen(finished_counted, update_ts)
+
+    def _read_dlq_pipeline(self) -> None:
+        """What watches the dead-letter queue: the unpublished backlog, the sensors' ticks and
+        the replay sensor's counts (one query for the sensors, one small one per sensor)."""
+        self.dlq_backlog = self.unpublished.backlog(time.time(), dlq_settings.lookback_hours() * 3600)
+        self.sensors = read_sensors(self.instance)
+        replay = [s for s in self.sensors if s.name == REPLAY_SENSOR]
+        merged: dict[str, dict[str, int]] = {}
+        # One replay sensor per code location; a deployment has one, a test instance may have more.
+        for sensor in replay:
+            for job_name, counts in self._replay_summary.read(sensor.cursor).items():
+                into = merged.setdefault(job_name, dict.fromkeys(counts, 0))
+                for state, count in counts.items():
+                    into[state] += count
+        self.replay_summary = merged
 
     def _count_finished(self, job_name: str, run_id: str, label: str, start: float | None, end: float) -> None:
         stats = self.stats(job_name)

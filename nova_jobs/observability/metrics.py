@@ -62,12 +62,56 @@ class NovaJobsCollector(Collector):
             health.add_metric([verdict.job_name], 1 if verdict.healthy else 0)
 
         yield from (runs, duration, last_success, health, failures, items, dlq)
+        yield from dlq_pipeline_metrics(self.ledger, names)
         yield GaugeMetricFamily("nova_exporter_up", "1 when this scrape read the Dagster instance.", value=refreshed)
         yield GaugeMetricFamily(
             "nova_exporter_refresh_records", "Run records read by this scrape's refresh.", value=self.ledger.last_refresh_records
         )
         yield CounterMetricFamily("nova_exporter_records_read_total", "Run records read since start.", value=self.ledger.records_read)
         yield GaugeMetricFamily("nova_exporter_scrape_seconds", "Time to compute this scrape.", value=time.perf_counter() - began)
+
+
+def dlq_pipeline_metrics(ledger: RunLedger, job_names: list[str]) -> Iterator[Metric]:
+    """The dead-letter pipeline watching itself: dead runs not yet on jobs-dlq, the sensors'
+    ticks, and what the replay sensor holds back."""
+    unpublished = GaugeMetricFamily(
+        "nova_dlq_unpublished_runs",
+        "Dead runs (failed, not to be retried) the failure sensor has not published to jobs-dlq yet, failed within NOVA_DLQ_LOOKBACK_HOURS.",
+        labels=["job_name"],
+    )
+    oldest = GaugeMetricFamily(
+        "nova_dlq_unpublished_oldest_age_seconds", "Seconds since the oldest unpublished dead run failed (0 when none).", labels=["job_name"]
+    )
+    for name in sorted(set(job_names) | set(ledger.dlq_backlog)):
+        backlog = ledger.dlq_backlog.get(name)
+        unpublished.add_metric([name], backlog.runs if backlog else 0)
+        oldest.add_metric([name], backlog.oldest_age_seconds if backlog else 0.0)
+    yield from (unpublished, oldest)
+
+    sensor_labels = ["sensor_name", "code_location"]
+    running = GaugeMetricFamily("nova_sensor_running", "1 when the sensor is running, 0 when stopped.", labels=sensor_labels)
+    last_tick = GaugeMetricFamily(
+        "nova_sensor_last_success_timestamp", "Unix time the sensor's last successful (or skipped) tick started.", labels=sensor_labels
+    )
+    failed_ticks = GaugeMetricFamily(
+        "nova_sensor_consecutive_failed_ticks", "Ticks of the sensor that failed since its last successful one.", labels=sensor_labels
+    )
+    for sensor in ledger.sensors:
+        labels = [sensor.name, sensor.code_location]
+        running.add_metric(labels, 1 if sensor.running else 0)
+        if sensor.last_success is not None:
+            last_tick.add_metric(labels, sensor.last_success)
+        failed_ticks.add_metric(labels, sensor.consecutive_failures)
+    yield from (running, last_tick, failed_ticks)
+
+    waiting = GaugeMetricFamily("nova_dlq_waiting_messages", "DLQ messages cooling down before their automatic replay.", labels=["job_name"])
+    parked = GaugeMetricFamily("nova_dlq_parked_messages", "DLQ messages parked until an operator replays them.", labels=["job_name"])
+    skipped = CounterMetricFamily("nova_dlq_skipped_messages", "DLQ records the replay sensor skipped (malformed, unknown job, duplicate, stale, max replays).", labels=["job_name"])
+    for name, counts in sorted(ledger.replay_summary.items()):
+        waiting.add_metric([name], counts["waiting"])
+        parked.add_metric([name], counts["parked"])
+        skipped.add_metric([name], counts["skipped"])
+    yield from (waiting, parked, skipped)
 
 
 def build_registry(ledger: RunLedger, intervals: dict[str, int] | None = None) -> CollectorRegistry:
