@@ -213,14 +213,20 @@ def classify_error_info(info: dg.SerializableErrorInfo | None) -> ErrorKind:
     return classify_links(error_info_chain(info))
 
 
+def classified_failure(description: str, kind: ErrorKind, error_class: str, metadata: dict | None = None) -> dg.Failure:
+    """A Dagster failure that says its kind: the retry policy applies to a transient one only,
+    and the dead-letter message takes `error_kind` and `error_class` from its metadata."""
+    return dg.Failure(
+        description=redact_text(description),
+        metadata={**(metadata or {}), "error_kind": kind, "error_class": error_class},
+        allow_retries=kind == "transient",
+    )
+
+
 def permanent_failure(error: BaseException, what: str) -> dg.Failure:
     """A Dagster failure that skips the retry policy, keeping the root cause in its text."""
     cause = root_cause(error)
-    return dg.Failure(
-        description=redact_text(f"{what}: {type(cause).__name__}: {cause}"),
-        metadata={"error_kind": "permanent", "error_class": type(cause).__name__},
-        allow_retries=False,
-    )
+    return classified_failure(f"{what}: {type(cause).__name__}: {cause}", "permanent", type(cause).__name__)
 
 
 def reraise_classified(error: BaseException, what: str) -> None:
