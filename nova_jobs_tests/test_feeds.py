@@ -175,6 +175,7 @@ def test_a_rejected_key_fails_the_run_unless_tolerated(clickhouse, redis_client,
 
     assert passed.success
     assert (metadata["warmed"], metadata["failed"], metadata["tolerated"], metadata["target_users"]) == (4, 1, 1, 5)
+    assert metadata["keys_written"] == 4
     assert redis_client.get("nova:cache:feed:3") == "previous"
     for user in (1, 2, 4, 5):
         assert feed(redis_client, user)[0]["reason"] == "trending"

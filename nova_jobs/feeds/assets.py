@@ -93,6 +93,7 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
                 "dagster/row_count": stats.warmed,
                 "items_processed": stats.warmed,
                 **stats.as_metadata(),
+                "keys_written": writes.written,
                 "target_users_setting": target_users,
                 "ttl_seconds": ttl,
                 "ttl_jitter_seconds": jitter,
