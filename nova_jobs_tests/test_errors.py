@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import traceback
+
 import clickhouse_connect
 import dagster as dg
 import pytest
 import redis as redis_lib
+from dagster_shared.error import SerializableErrorInfo
 from kafka import KafkaProducer
 
 from nova_jobs.lib.errors import (
@@ -106,3 +109,65 @@ def test_recorded_errors_classify_like_live_ones_past_dagsters_wrappers():
     assert root.cls_name == "ConnectionRefusedError"
     assert "Connection refused" in root.message
     assert classify_links(links) == "transient"
+
+
+REFUSING_REPLIES = [
+    "READONLY You can't write against a read only replica.",
+    "OOM command not allowed when used memory > 'maxmemory'.",
+    "LOADING Redis is loading the dataset in memory",
+    "TRYAGAIN Multiple keys request during rehashing of slot",
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "MOVED 3999 127.0.0.1:6381",
+    "ASK 3999 127.0.0.1:6381",
+]
+
+
+def recorded(error: BaseException):
+    """The error as Dagster records it in the event log (class name and text, no classes)."""
+    return SerializableErrorInfo.from_traceback(traceback.TracebackException.from_exception(error))
+
+
+@pytest.mark.parametrize("reply", REFUSING_REPLIES)
+def test_redis_refusing_writes_for_a_while_is_transient_by_class_and_by_reply_text(reply):
+    """redis-py turns a reply into its class (prefix stripped); a plain ResponseError keeps the
+    prefix as text, also inside a pipeline's annotation. Live and recorded agree."""
+    mapped = redis_lib.connection.DefaultParser.parse_error(reply)
+    plain = redis_lib.exceptions.ResponseError(reply)
+    annotated = redis_lib.exceptions.ResponseError(f"Command # 1 (SET k v) of pipeline caused error: {reply}")
+    for error in (mapped, plain, annotated):
+        assert classify(error) == "transient", repr((type(error).__name__, str(error)))
+        assert classify_links(error_info_chain(recorded(error))) == "transient"
+
+
+def test_redis_replies_that_never_pass_stay_permanent():
+    for reply in ("WRONGTYPE Operation against a key holding the wrong kind of value", "ERR syntax error",
+                  "ERR invalid expire time in 'set' command", "NOPERM this user has no permissions"):
+        error = redis_lib.connection.DefaultParser.parse_error(reply)
+        assert classify(error) == "permanent", reply
+        assert classify_links(error_info_chain(recorded(error))) == "permanent"
+    # A wrong password: redis-py's AuthenticationError is a ConnectionError, yet retrying never fixes it.
+    wrong_password = redis_lib.connection.DefaultParser.parse_error("WRONGPASS invalid username-password pair")
+    assert isinstance(wrong_password, redis_lib.ConnectionError)
+    assert classify(wrong_password) == "permanent"
+
+
+def test_a_transaction_on_a_read_only_replica_classifies_by_its_queued_error(redis_url, tmp_path):
+    """MULTI on a replica: redis-py raises the queued command's ReadOnlyError while handling
+    EXECABORT; the root cause is the READONLY, not the abort."""
+    from nova_jobs.lib.cache import publish_with_meta
+    from nova_jobs.localstack import redis_process
+
+    primary = redis_lib.Redis.from_url(redis_url)
+    with redis_process(data_dir=tmp_path) as replica_server:
+        replica = redis_lib.Redis(port=replica_server.port)
+        replica.execute_command("REPLICAOF", "127.0.0.1", str(primary.connection_pool.connection_kwargs["port"]))
+        error = raised(lambda: publish_with_meta(replica, "nova:test:k", "v", {}))
+    assert type(root_cause(error)).__name__ == "ReadOnlyError"
+    assert classify(error) == "transient"
+
+
+@pytest.mark.parametrize(("code", "kind"), [(164, "permanent"), (170, "permanent"), (159, "transient"), (241, "transient")])
+def test_clickhouse_codes(code, kind):
+    error = RuntimeError(f"Code: {code}. DB::Exception: something. (NAME)")
+    assert classify(error) == kind
+    assert classify_links(error_info_chain(recorded(error))) == kind

@@ -142,23 +142,40 @@ def test_ttl_with_jitter(clickhouse, redis_resource, redis_client):
     assert {redis_client.ttl(f"nova:cache:feed:{u}") for u in users} <= {599, 600}
 
 
-def test_a_failing_write_does_not_fail_the_other_users(clickhouse, redis_client, redis_url):
+def test_a_rejected_key_fails_the_run_unless_tolerated(clickhouse, redis_client, redis_url):
     """A real Redis ACL lets the warmer write every feed key but user 3's: that SET fails in
-    the middle of the pipeline, the others land and the counts say so."""
+    the middle of the pipeline, the others land and the counts say so. With no tolerance the
+    run fails for good (a missing permission does not pass), naming the count and the class;
+    `max_failed_keys=1` lets it pass."""
     users = range(1, 6)
     insert_rows(clickhouse, "post_events", EVENT_COLUMNS, [(hours_ago(1), 1, u, "view") for u in users])
     redis_client.set("nova:cache:trending:24h", json.dumps([{"post_id": 1, "score": 1.0}]))
+    redis_client.set("nova:cache:feed:3", "previous")
     name, password = f"warmer_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     allowed = [f"~nova:cache:feed:{u}" for u in users if u != 3]
     redis_client.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~nova:cache:trending:*", *allowed, "+@all")
     try:
         port = redis_lib.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
         restricted = RedisResource(url=f"redis://{name}:{password}@127.0.0.1:{port}/0")
-        result, metadata = run_warmer(clickhouse, restricted)
+        failed, _ = run_warmer(clickhouse, restricted)
+        passed, metadata = run_warmer(clickhouse, restricted, max_failed_keys=1)
     finally:
         redis_client.execute_command("ACL", "DELUSER", name)
-    assert result.success
-    assert (metadata["warmed"], metadata["failed"], metadata["target_users"]) == (4, 1, 5)
-    assert feed(redis_client, 3) is None
+
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.step_failure_data
+    assert "Redis rejected 1 of 5 keys" in data.error.message and "NoPermissionError" in data.error.message
+    assert password not in data.error.message
+    failure_metadata = {key: value.value for key, value in data.user_failure_data.metadata.items()}
+    assert failure_metadata["error_kind"] == "permanent"
+    assert failure_metadata["error_class"] == "NoPermissionError"
+    assert (failure_metadata["keys_written"], failure_metadata["failed"], failure_metadata["tolerated"]) == (4, 1, 0)
+    assert len([e for e in failed.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 0
+
+    assert passed.success
+    assert (metadata["warmed"], metadata["failed"], metadata["tolerated"], metadata["target_users"]) == (4, 1, 1, 5)
+    assert metadata["keys_written"] == 4
+    assert redis_client.get("nova:cache:feed:3") == "previous"
     for user in (1, 2, 4, 5):
         assert feed(redis_client, user)[0]["reason"] == "trending"

@@ -11,7 +11,7 @@ import redis as redis_lib
 from clickhouse_connect.driver.client import Client
 
 from nova_jobs.feeds.queries import FEEDS_SQL, feed_params, parse_trending, trending_fallback_json
-from nova_jobs.lib.cache import write_many
+from nova_jobs.lib.cache import BulkWriteResult, write_many
 from nova_jobs.lib.timing import Stopwatch
 from nova_jobs.trending.queries import query_trending
 from nova_jobs.trending.windows import WINDOWS, resolve_scoring, resolve_top_k
@@ -27,7 +27,8 @@ class WarmStats:
     followed: int = 0  # of the warmed, feeds of followed posts
     fallback_trending: int = 0  # of the warmed, the trending list
     skipped: int = 0  # nothing to show (no followed post, empty trending): `[]` cached
-    failed: int = 0  # writes that failed; the other users are unaffected
+    failed: int = 0  # writes Redis rejected; more than CACHE_MAX_FAILED_KEYS fail the run
+    tolerated: int = 0  # of the failed, those CACHE_MAX_FAILED_KEYS let pass
     trending_source: str = ""  # redis | computed
     query_ms: int = 0
     build_ms: int = 0
@@ -56,8 +57,9 @@ def warm_feeds(
     target_users: int,
     ttl_seconds: int,
     jitter_seconds: int,
-    errors: list[str] | None = None,
+    writes: BulkWriteResult | None = None,
 ) -> WarmStats:
+    """Warm the feeds; `writes`, when given, receives the write counts and Redis's rejections."""
     watch = Stopwatch()
     stats = WarmStats()
     with watch.lap("query"):
@@ -97,8 +99,8 @@ def warm_feeds(
     stats.warmed = stats.followed + stats.fallback_trending
     stats.skipped = attempted["skipped"] - failed["skipped"]
     stats.failed = result.failed
-    if errors is not None:
-        errors.extend(result.errors)
+    if writes is not None:
+        writes.merge(result)
     stats.query_ms = watch.ms("query") + watch.ms("execute") + watch.ms("fetch")
     stats.build_ms = watch.ms("build")
     stats.write_ms = max(0, watch.ms("stream") - watch.ms("fetch"))

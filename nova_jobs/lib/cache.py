@@ -4,6 +4,10 @@ Each key holds one JSON string written with a single SET, so a reader sees the o
 new one, never a partial list and never a missing key (nothing is deleted first). A list and its
 `:meta` key are written in one MULTI/EXEC so they always come from the same run. Bulk writes go
 in pipelines of `chunk_size` commands.
+
+A key Redis rejects fails the run (`check_rejected_writes`): a replica after a failover, memory
+full under `noeviction` or a TTL Redis refuses would otherwise give a green run while the
+caches expire. The previous values stay, since nothing is deleted first.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dagster as dg
 import redis
+
+from nova_jobs.lib.errors import ErrorKind, classified_failure, classify
+from nova_jobs.lib.settings import SettingError, setting_int
+
+# Redis accepts `EX` up to what fits a signed 64-bit count of milliseconds once added to now;
+# ten years is far beyond any cache and far below that.
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
 def dumps(value: Any) -> str:
@@ -32,11 +44,60 @@ def publish_with_meta(client: redis.Redis, key: str, value: str, meta: dict[str,
 
 
 @dataclass
+class Rejection:
+    """The keys Redis rejected with one error class."""
+
+    kind: ErrorKind
+    count: int
+    sample: str  # the first reply's text
+
+
+@dataclass
 class BulkWriteResult:
     written: int = 0
     failed: int = 0
     failed_keys: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    rejections: dict[str, Rejection] = field(default_factory=dict)  # by error class
+
+    def reject(self, key: str, error: Exception) -> None:
+        self.failed += 1
+        name = type(error).__name__
+        kind = classify(error)
+        rejection = self.rejections.get(name)
+        if rejection is None:
+            self.rejections[name] = Rejection(kind, 1, str(error))
+        else:
+            rejection.count += 1
+            # A plain ResponseError may carry a passing reply or not: one that cannot pass decides.
+            if kind == "permanent":
+                rejection.kind = kind
+        if len(self.failed_keys) < 20:
+            self.failed_keys.append(key)
+            self.errors.append(f"{name}: {error}")
+
+    def merge(self, other: BulkWriteResult) -> None:
+        self.written += other.written
+        self.failed += other.failed
+        self.failed_keys.extend(other.failed_keys[: max(0, 20 - len(self.failed_keys))])
+        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
+        for name, theirs in other.rejections.items():
+            mine = self.rejections.setdefault(name, Rejection(theirs.kind, 0, theirs.sample))
+            mine.count += theirs.count
+            if theirs.kind == "permanent":
+                mine.kind = "permanent"
+
+    @property
+    def kind(self) -> ErrorKind:
+        """Transient only when every rejection may pass: one that cannot makes any retry fail too."""
+        kinds = {rejection.kind for rejection in self.rejections.values()}
+        return "transient" if kinds == {"transient"} else "permanent"
+
+    @property
+    def error_class(self) -> str:
+        """The most frequent error class of the deciding kind."""
+        deciding = [(r.count, name) for name, r in self.rejections.items() if r.kind == self.kind]
+        return max(deciding)[1] if deciding else "ResponseError"
 
 
 def _set_command(key: str, value: str, ttl: int) -> bytes:
@@ -89,12 +150,9 @@ class _PipelineWriter(threading.Thread):
             if reply is None:
                 self.result.written += 1
                 continue
-            self.result.failed += 1
+            self.result.reject(key, reply)
             if self.on_failure is not None:
                 self.on_failure(key, value)
-            if len(self.result.failed_keys) < 20:
-                self.result.failed_keys.append(key)
-                self.result.errors.append(f"{type(reply).__name__}: {reply}")
 
     @staticmethod
     def _round_trip(connection, batch: list[tuple[str, str, int]]) -> list[Exception | None]:
@@ -148,3 +206,57 @@ def write_many(
     if writer.error is not None:
         raise writer.error
     return result
+
+
+def resolve_max_failed_keys(explicit: int | None = None) -> int:
+    """Keys a bulk write may fail before its step fails (per step: a suggestions shard, the warmer)."""
+    return setting_int("CACHE_MAX_FAILED_KEYS", explicit, 0, minimum=0)
+
+
+def resolve_ttl(name: str, explicit: int | None, default: int, jitter_name: str | None = None,
+                jitter_explicit: int | None = None, jitter_default: int = 0) -> tuple[int, int]:
+    """(ttl, jitter) in seconds that Redis accepts for every key: at least 1 s, and at most
+    MAX_TTL_SECONDS with the jitter added; a bad value names its setting."""
+    ttl = setting_int(name, explicit, default, minimum=1, maximum=MAX_TTL_SECONDS)
+    jitter = 0
+    if jitter_name is not None:
+        jitter = setting_int(jitter_name, jitter_explicit, jitter_default, minimum=0, maximum=MAX_TTL_SECONDS)
+    if ttl + jitter > MAX_TTL_SECONDS:
+        raise SettingError(f"{name}={ttl} plus {jitter_name}={jitter} must be at most {MAX_TTL_SECONDS} (10 years)")
+    return ttl, jitter
+
+
+def rejected_writes_failure(result: BulkWriteResult, max_failed_keys: int, what: str,
+                            metadata: dict[str, Any] | None = None) -> dg.Failure:
+    kinds = ", ".join(
+        f"{name} x{r.count} ({r.sample})" for name, r in sorted(result.rejections.items(), key=lambda x: -x[1].count)
+    )
+    description = (
+        f"{what}: Redis rejected {result.failed} of {result.written + result.failed} keys "
+        f"(CACHE_MAX_FAILED_KEYS={max_failed_keys}): {kinds}; the previous values stay in place"
+    )
+    return classified_failure(
+        description,
+        result.kind,
+        result.error_class,
+        {
+            **(metadata or {}),
+            "keys_written": result.written,
+            "failed": result.failed,
+            "tolerated": 0,
+            "max_failed_keys": max_failed_keys,
+            "rejections": dg.MetadataValue.json(
+                {name: {"kind": r.kind, "count": r.count} for name, r in result.rejections.items()}
+            ),
+            "failed_keys_sample": dg.MetadataValue.json(result.failed_keys[:5]),
+        },
+    )
+
+
+def check_rejected_writes(result: BulkWriteResult, max_failed_keys: int, what: str,
+                          metadata: dict[str, Any] | None = None) -> int:
+    """The number of rejected keys tolerated; more than `max_failed_keys` raise a Dagster failure,
+    transient (the retry policy applies) or permanent by the cause of the rejections."""
+    if result.failed > max_failed_keys:
+        raise rejected_writes_failure(result, max_failed_keys, what, metadata)
+    return result.failed

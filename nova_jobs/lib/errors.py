@@ -25,11 +25,12 @@ ErrorKind = Literal["transient", "permanent"]
 # ClickHouse error codes that mean "try again later" (timeouts, overload, memory pressure,
 # network, replicas catching up).
 TRANSIENT_CLICKHOUSE_CODES = frozenset(
-    {3, 159, 160, 164, 170, 202, 203, 209, 210, 241, 242, 252, 285, 319, 394, 425, 999, 1000}
+    {3, 159, 160, 202, 203, 209, 210, 241, 242, 252, 285, 319, 394, 425, 999, 1000}
 )
 # Codes that retrying can never fix: syntax, unknown table/column/function/database, type
-# mismatch, unparsable values.
-PERMANENT_CLICKHOUSE_CODES = frozenset({6, 27, 36, 41, 43, 44, 46, 47, 48, 53, 60, 62, 70, 81, 386})
+# mismatch, unparsable values; 164 READONLY (the user or setting is read-only: a grant, not a
+# state that passes) and 170 BAD_GET (a misconfigured cluster or setting name).
+PERMANENT_CLICKHOUSE_CODES = frozenset({6, 27, 36, 41, 43, 44, 46, 47, 48, 53, 60, 62, 70, 81, 164, 170, 386})
 
 # Class names (anywhere in an exception's MRO, or the recorded class name) per kind. Names, not
 # classes, so recorded errors from another process classify the same way and optional client
@@ -40,6 +41,10 @@ TRANSIENT_CLASSES = frozenset({
     "ReadTimeoutError", "ProtocolError", "OperationalError", "BusyLoadingError", "TryAgainError",
     "ClusterDownError", "KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError",
     "RetriableError",
+    # Redis refusing writes for a while: a replica until failover promotes it (READONLY), memory
+    # full under noeviction until keys expire (OOM), a cluster resharding (MOVED, ASK) or
+    # failing over (MASTERDOWN, CLUSTERDOWN).
+    "ReadOnlyError", "OutOfMemoryError", "MasterDownError", "MovedError", "AskError",
 })
 PERMANENT_CLASSES = frozenset({
     "PermanentJobError", "SettingError", "TypeError", "ValueError", "KeyError", "AttributeError",
@@ -51,6 +56,9 @@ PERMANENT_CLASSES = frozenset({
 WRAPPER_CLASSES = frozenset({
     "DagsterExecutionStepExecutionError", "RetryRequestedFromPolicy", "DagsterUserCodeExecutionError",
     "DagsterExecutionInterruptedError", "DagsterResourceFunctionError",
+    # Redis's "Transaction discarded because of previous errors": the queued command's own
+    # error (READONLY, OOM, ...) is what happened.
+    "ExecAbortError",
 })
 
 TRANSIENT_MESSAGES = (
@@ -72,6 +80,12 @@ TRANSIENT_MESSAGES = (
 # a bad argument.
 _LOCKED_STORE = ("error initializing embeddedserver", "cannot lock file")
 _CODE = re.compile(r"Code: (\d+)\.")
+# Redis error replies that pass, by their prefix: a plain ResponseError carries them as text
+# (redis-py maps only the prefixes it knows to classes; a pipeline prefixes "... caused error: ").
+TRANSIENT_REDIS_REPLIES = frozenset(
+    {"READONLY", "OOM", "LOADING", "TRYAGAIN", "MASTERDOWN", "MOVED", "ASK", "CLUSTERDOWN", "BUSY"}
+)
+_REDIS_REPLY = re.compile(r"(?:^|caused error: )([A-Z]+)(?:\s|$)")
 
 
 class PermanentJobError(Exception):
@@ -125,8 +139,12 @@ def error_info_chain(info: dg.SerializableErrorInfo | None) -> list[ErrorLink]:
 
 
 def root_cause(error: BaseException) -> BaseException:
-    """Follow the __cause__/__context__ chain to the first error raised."""
-    return _exception_chain(error)[-1]
+    """Follow the __cause__/__context__ chain to the first error raised, skipping wrappers."""
+    chain = _exception_chain(error)
+    for link in reversed(chain):
+        if type(link).__name__ not in WRAPPER_CLASSES:
+            return link
+    return chain[-1]
 
 
 def root_link(links: Sequence[ErrorLink]) -> ErrorLink | None:
@@ -156,6 +174,15 @@ def _kind_of(link: ErrorLink) -> ErrorKind | None:
         return "transient"
     if code in PERMANENT_CLICKHOUSE_CODES:
         return "permanent"
+    # The error's own class before its bases: redis-py's AuthenticationError is a
+    # ConnectionError, yet a wrong password never heals (and a recorded error has no bases).
+    if link.cls_name in PERMANENT_CLASSES:
+        return "permanent"
+    if link.cls_name in TRANSIENT_CLASSES:
+        return "transient"
+    reply = _REDIS_REPLY.search(link.message)
+    if reply and reply.group(1) in TRANSIENT_REDIS_REPLIES:
+        return "transient"
     if names & TRANSIENT_CLASSES:
         return "transient"
     if names & PERMANENT_CLASSES:
@@ -186,14 +213,20 @@ def classify_error_info(info: dg.SerializableErrorInfo | None) -> ErrorKind:
     return classify_links(error_info_chain(info))
 
 
+def classified_failure(description: str, kind: ErrorKind, error_class: str, metadata: dict | None = None) -> dg.Failure:
+    """A Dagster failure that says its kind: the retry policy applies to a transient one only,
+    and the dead-letter message takes `error_kind` and `error_class` from its metadata."""
+    return dg.Failure(
+        description=redact_text(description),
+        metadata={**(metadata or {}), "error_kind": kind, "error_class": error_class},
+        allow_retries=kind == "transient",
+    )
+
+
 def permanent_failure(error: BaseException, what: str) -> dg.Failure:
     """A Dagster failure that skips the retry policy, keeping the root cause in its text."""
     cause = root_cause(error)
-    return dg.Failure(
-        description=redact_text(f"{what}: {type(cause).__name__}: {cause}"),
-        metadata={"error_kind": "permanent", "error_class": type(cause).__name__},
-        allow_retries=False,
-    )
+    return classified_failure(f"{what}: {type(cause).__name__}: {cause}", "permanent", type(cause).__name__)
 
 
 def reraise_classified(error: BaseException, what: str) -> None:

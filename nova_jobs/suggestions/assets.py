@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_max_failed_keys
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
@@ -44,6 +45,7 @@ class SuggestionsConfig(dg.Config):
     popular_pool: int | None = None  # SUGGESTION_POPULAR_POOL (10000)
     users_per_query: int | None = None  # SUGGESTION_USERS_PER_QUERY (50000)
     active_days: int | None = None  # ACTIVE_DAYS (7)
+    max_failed_keys: int | None = None  # CACHE_MAX_FAILED_KEYS (0), per shard
     as_of: str | None = None  # ISO-8601 evaluation time; default: when the run was created
 
 
@@ -81,23 +83,28 @@ def build_shard_op(shard: int, shards: int) -> dg.OpDefinition:
             users_per_query = setting_int(
                 "SUGGESTION_USERS_PER_QUERY", config.users_per_query, 50_000, minimum=1
             )
+            max_failed_keys = resolve_max_failed_keys(config.max_failed_keys)
             now = run_evaluation_time(context, config.as_of)
             database = clickhouse.database_name
         except SettingError as error:
             reraise_classified(error, "bad suggested users configuration")
 
-        errors: list[str] = []
+        writes = BulkWriteResult()
         try:
             with clickhouse.get_client() as client:
                 stats = compute_shard(
                     client, redis.get_client(), database, now, active_days, caps,
-                    shard, shards, users_per_query, errors,
+                    shard, shards, users_per_query, writes,
                 )
         except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
             reraise_classified(error, f"suggested users shard {shard} on {clickhouse.display_url}")
 
+        stats.tolerated = check_rejected_writes(
+            writes, max_failed_keys, f"suggested users shard {shard} on {redis.display_url}",
+            metadata=stats.as_metadata(),
+        )
         if stats.failed:
-            context.log.warning(f"shard {shard}: {stats.failed} keys not written: {errors[:5]}")
+            context.log.warning(f"shard {shard}: {stats.failed} keys not written (tolerated): {writes.errors[:5]}")
         context.log.info(f"shard {shard}/{shards}: {stats.as_metadata()}")
         return dg.Output(None, metadata={**stats.as_metadata(), "as_of": now.isoformat()})
 
@@ -131,7 +138,7 @@ def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinitio
     def suggestions_summary(context: dg.OpExecutionContext) -> dg.Output:
         totals, slowest = _shard_totals(context, shards)
         if totals.failed:
-            context.log.warning(f"{totals.failed} suggestion keys could not be written")
+            context.log.warning(f"{totals.failed} suggestion keys could not be written (tolerated)")
         return dg.Output(
             None,
             metadata={
@@ -140,6 +147,7 @@ def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinitio
                 "users": totals.users,
                 "keys_written": totals.written,
                 "failed": totals.failed,
+                "tolerated": totals.tolerated,
                 "mutual_suggestions": totals.mutual,
                 "popular_fill": totals.popular,
                 "short_lists": totals.short_lists,

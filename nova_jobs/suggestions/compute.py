@@ -10,7 +10,7 @@ from datetime import datetime
 import redis as redis_lib
 from clickhouse_connect.driver.client import Client
 
-from nova_jobs.lib.cache import write_many
+from nova_jobs.lib.cache import BulkWriteResult, write_many
 from nova_jobs.lib.timing import Stopwatch
 from nova_jobs.suggestions.queries import (
     SUGGESTED_KEY_PREFIX,
@@ -32,6 +32,7 @@ class ShardStats:
     users: int = 0
     written: int = 0
     failed: int = 0
+    tolerated: int = 0  # of the failed, those CACHE_MAX_FAILED_KEYS let pass
     mutual: int = 0
     popular: int = 0
     short_lists: int = 0
@@ -89,11 +90,12 @@ def compute_shard(
     shard: int,
     shards: int,
     users_per_query: int,
-    errors: list[str] | None = None,
+    writes: BulkWriteResult | None = None,
 ) -> ShardStats:
     """Suggest for every active user of `shard` and write their keys, `users_per_query` users
     per query so that ClickHouse's memory stays bounded; rows stream into Redis pipelines, so
-    Python holds at most about one query's lists while Redis catches up."""
+    Python holds at most about one query's lists while Redis catches up. `writes`, when given,
+    receives the write counts and Redis's rejections."""
     watch = Stopwatch()
     stats = ShardStats()
     base = {"db": database, **active_window(now, active_days), **caps.params(), "shards": shards, "shard": shard}
@@ -128,8 +130,8 @@ def compute_shard(
         )
     stats.written = result.written
     stats.failed = result.failed
-    if errors is not None:
-        errors.extend(result.errors)
+    if writes is not None:
+        writes.merge(result)
 
     # Fetching a block includes ClickHouse computing it; the rest of the stream is time spent
     # waiting for Redis (what the writer thread could not hide behind the queries).
