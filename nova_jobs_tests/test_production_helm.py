@@ -183,7 +183,10 @@ def test_dagster_values_match_the_production_instance(values, prod_instance):
     assert (daemon["runRetries"]["enabled"], daemon["runRetries"]["maxRetries"],
             daemon["runRetries"]["retryOnAssetOrOpFailure"]) == (
         retries["enabled"], retries["max_retries"], retries["retry_on_asset_or_op_failure"])
-    assert values["postgresql"]["postgresqlScheme"] == prod_instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    postgres_db = prod_instance["storage"]["postgres"]["postgres_db"]
+    assert values["postgresql"]["postgresqlScheme"] == postgres_db["scheme"]
+    # Both deployments reach the managed Postgres over TLS only.
+    assert values["postgresql"]["postgresqlParams"] == postgres_db["params"] == {"sslmode": "require"}
     assert env["NOVA_EXECUTOR"] == "k8s"
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "nova_jobs.definitions"]
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
