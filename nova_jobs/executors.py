@@ -16,6 +16,29 @@ from nova_jobs.lib.settings import SettingError
 
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
+# Step pods meet the Kubernetes Pod Security "restricted" profile on their own: they are Jobs
+# of their own, and a namespace that enforces the profile rejects any that falls short.
+# The same settings as the run pods (helm/dagster-values.yaml) and the image's user (Dockerfile).
+STEP_K8S_CONFIG = {
+    "container_config": {
+        "security_context": {
+            "allow_privilege_escalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "run_as_non_root": True,
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        }
+    },
+    "pod_spec_config": {
+        "security_context": {
+            "run_as_non_root": True,
+            "run_as_user": 10001,
+            "run_as_group": 10001,
+            "fs_group": 10001,
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        }
+    },
+}
+
 
 def _deployment_executor() -> str:
     # Read when the code location loads: the executor is a property of the deployment, like
@@ -39,5 +62,5 @@ def executor_for_sharded_jobs() -> dg.ExecutorDefinition | None:
     if _deployment_executor() == "k8s":
         from dagster_k8s import k8s_job_executor
 
-        return k8s_job_executor
+        return k8s_job_executor.configured({"step_k8s_config": STEP_K8S_CONFIG})
     return None

@@ -14,26 +14,41 @@ import psutil
 import pytest
 import redis as redis_lib
 
+from nova_jobs.lib.settings import SettingError
 from nova_jobs.localstack import default_signals, free_port
 
 pytestmark = pytest.mark.integration
 
 
-def test_local_instance_limits_concurrency(project_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_jobs, expected", [(None, 5), ("3", 3)])
+def test_local_instance_limits_concurrency(project_root, tmp_path, monkeypatch, max_jobs, expected):
+    """`DAGSTER_HOME=$PWD dagster dev` loads dagster.yaml as it is: MAX_CONCURRENT_JOBS is
+    optional (5 runs at once, the README's default) and changes the limit when set."""
     home = tmp_path / "home"
     home.mkdir()
     shutil.copyfile(project_root / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "3")
+    monkeypatch.delenv("MAX_CONCURRENT_JOBS", raising=False)
+    if max_jobs is not None:
+        monkeypatch.setenv("MAX_CONCURRENT_JOBS", max_jobs)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         coordinator = instance.run_coordinator
-        assert type(coordinator).__name__ == "QueuedRunCoordinator"
-        config = coordinator.inst_data.config_dict
-        assert config["max_concurrent_runs"] == {"env": "MAX_CONCURRENT_JOBS"}
-        assert coordinator.get_run_queue_config().max_concurrent_runs == 3
-        limits = {limit["key"]: limit for limit in config["tag_concurrency_limits"]}
+        # Still Dagster's queue: the daemon dequeues only for a QueuedRunCoordinator.
+        assert isinstance(coordinator, dg.QueuedRunCoordinator)
+        assert coordinator.get_run_queue_config().max_concurrent_runs == expected
+        limits = {limit["key"]: limit for limit in coordinator.get_run_queue_config().tag_concurrency_limits}
         assert limits["nova/job"]["limit"] == 1
         assert limits["nova/job"]["value"] == {"applyLimitPerUniqueValue": True}
         assert limits["nova/warehouse"]["limit"] == 1
+
+
+def test_a_bad_max_concurrent_jobs_names_the_setting(project_root, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(project_root / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "five")
+    with pytest.raises(SettingError, match="MAX_CONCURRENT_JOBS='five' is not a whole number"):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.run_coordinator  # noqa: B018 - built on first use
 
 
 def test_every_job_carries_the_limited_tags():

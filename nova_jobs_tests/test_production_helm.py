@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -183,7 +184,10 @@ def test_dagster_values_match_the_production_instance(values, prod_instance):
     assert (daemon["runRetries"]["enabled"], daemon["runRetries"]["maxRetries"],
             daemon["runRetries"]["retryOnAssetOrOpFailure"]) == (
         retries["enabled"], retries["max_retries"], retries["retry_on_asset_or_op_failure"])
-    assert values["postgresql"]["postgresqlScheme"] == prod_instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    postgres_db = prod_instance["storage"]["postgres"]["postgres_db"]
+    assert values["postgresql"]["postgresqlScheme"] == postgres_db["scheme"]
+    # Both deployments reach the managed Postgres over TLS only.
+    assert values["postgresql"]["postgresqlParams"] == postgres_db["params"] == {"sslmode": "require"}
     assert env["NOVA_EXECUTOR"] == "k8s"
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "nova_jobs.definitions"]
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
@@ -291,3 +295,185 @@ def test_exporter_args_are_what_the_exporter_cli_accepts(project_root):
     parsed = parser.parse_args(container["args"][2:])
     assert parsed.host == "0.0.0.0"
     assert parsed.port == container["ports"][0]["containerPort"]
+
+
+# Kubernetes Pod Security Standards, profile "restricted" (which includes "baseline"), as the
+# PodSecurity admission controller checks a pod: kubernetes.io/docs/concepts/security/pod-security-standards
+RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                           "projected", "secret"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes"}
+SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+SECCOMP_TYPES = {"RuntimeDefault", "Localhost"}
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What keeps a pod spec (camelCase, as the API server sees it) out of a namespace that
+    enforces Pod Security "restricted"; empty when it is admitted."""
+    problems = []
+    pod_context = pod.get("securityContext") or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC", "hostUsers"):
+        if pod.get(flag) is (flag != "hostUsers"):
+            problems.append(f"spec.{flag}")
+    for volume in pod.get("volumes") or []:
+        if not set(volume) - {"name"} <= RESTRICTED_VOLUME_TYPES:
+            problems.append(f"volume {volume['name']}: {sorted(set(volume) - {'name'})}")
+    for sysctl in pod_context.get("sysctls") or []:
+        if sysctl["name"] not in SAFE_SYSCTLS:
+            problems.append(f"sysctl {sysctl['name']}")
+    if pod_context.get("runAsNonRoot") is False or pod_context.get("runAsUser") == 0:
+        problems.append("pod runs as root")
+    if "seccompProfile" in pod_context and pod_context["seccompProfile"].get("type") not in SECCOMP_TYPES:
+        problems.append("pod seccompProfile")
+    containers = [*(pod.get("initContainers") or []), *pod["containers"], *(pod.get("ephemeralContainers") or [])]
+    for container in containers:
+        where = f"container {container['name']}"
+        context = container.get("securityContext") or {}
+        if context.get("privileged"):
+            problems.append(f"{where}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation must be false")
+        capabilities = context.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problems.append(f"{where}: capabilities must drop ALL")
+        if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{where}: adds capabilities {capabilities['add']}")
+        if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is not True or context.get("runAsUser") == 0:
+            problems.append(f"{where}: runAsNonRoot must be true")
+        seccomp = context.get("seccompProfile") or pod_context.get("seccompProfile") or {}
+        if seccomp.get("type") not in SECCOMP_TYPES:
+            problems.append(f"{where}: seccompProfile must be RuntimeDefault or Localhost")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            problems.append(f"{where}: hostPort")
+        if context.get("procMount", "Default") != "Default":
+            problems.append(f"{where}: procMount")
+        for level in (pod_context, context):
+            selinux = level.get("seLinuxOptions") or {}
+            if selinux.get("type", "") not in SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+                problems.append(f"{where}: seLinuxOptions")
+            if (level.get("appArmorProfile") or {}).get("type") == "Unconfined":
+                problems.append(f"{where}: appArmorProfile Unconfined")
+            if (level.get("windowsOptions") or {}).get("hostProcess"):
+                problems.append(f"{where}: hostProcess")
+    return problems
+
+
+def test_the_restricted_check_rejects_what_kubernetes_rejects():
+    hardened = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": False,
+                                                          "capabilities": {"drop": ["ALL"]}}}],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    assert restricted_violations(hardened) == []
+    breaks = [
+        lambda pod: pod.update(hostNetwork=True),
+        lambda pod: pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
+        lambda pod: pod["securityContext"].pop("seccompProfile"),
+        lambda pod: pod["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        lambda pod: pod["securityContext"].pop("runAsNonRoot"),
+        lambda pod: pod["containers"][0]["securityContext"].update(runAsUser=0),
+        lambda pod: pod["containers"][0]["securityContext"].update(privileged=True),
+        lambda pod: pod["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+        lambda pod: pod["containers"][0]["securityContext"].update(capabilities={"drop": ["NET_RAW"]}),
+        lambda pod: pod["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]),
+        lambda pod: pod["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]),
+        lambda pod: pod.update(initContainers=[{"name": "init"}]),
+    ]
+    for index, breaking in enumerate(breaks):
+        pod = json.loads(json.dumps(hardened))
+        breaking(pod)
+        assert restricted_violations(pod), index
+
+
+def _run_launcher_context(values: dict):
+    """The run launcher as the official chart configures it from helm/dagster-values.yaml."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig
+
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    snake = {"containerConfig": "container_config", "podSpecConfig": "pod_spec_config",
+             "podTemplateSpecMetadata": "pod_template_spec_metadata", "jobSpecConfig": "job_spec_config",
+             "jobMetadata": "job_metadata"}
+    run_k8s_config = {snake[key]: value for key, value in launcher.get("runK8sConfig", {}).items()}
+    return K8sContainerContext(
+        env_secrets=[secret["name"] for secret in launcher.get("envSecrets", [])],
+        labels=launcher.get("labels"),
+        resources=launcher.get("resources"),
+        security_context=launcher.get("securityContext"),
+        run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(run_k8s_config),
+    )
+
+
+def _job_pod_spec(values: dict, context, name: str, component: str) -> dict:
+    """The Kubernetes Job dagster-k8s builds from a container context, as the API server gets it."""
+    import kubernetes
+    from dagster_k8s import construct_dagster_k8s_job
+
+    image = values["dagster-user-deployments"]["deployments"][0]["image"]
+    launcher = SimpleNamespace(job_image=f"{image['repository']}:{image['tag']}",
+                               dagster_home="/opt/dagster/dagster_home", instance_config_map="dagster-instance",
+                               postgres_password_secret=values["global"]["postgresqlSecretName"])
+    job = construct_dagster_k8s_job(context.get_k8s_job_config(None, launcher), ["dagster", "api", name],
+                                    f"dagster-{component}-0123456789", user_defined_k8s_config=context.run_k8s_config,
+                                    component=component)
+    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    assert manifest["kind"] == "Job"
+    return manifest["spec"]["template"]["spec"]
+
+
+def test_run_pods_meet_pod_security_restricted(values):
+    """Every job's run pod (K8sRunLauncher: the chart's runK8sConfig deep-merged with the job's
+    `dagster-k8s/config` tag, as dagster-k8s merges them), built into a Job by dagster-k8s."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import get_user_defined_k8s_config
+
+    from nova_jobs.definitions import defs
+
+    launcher = _run_launcher_context(values)
+    jobs = [job for job in defs.get_repository_def().get_all_jobs() if not job.name.startswith("__")]
+    assert JOBS <= {job.name for job in jobs}
+    for job in jobs:
+        context = launcher.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(job.tags)))
+        pod = _job_pod_spec(values, context, "execute_run", "run_worker")
+        assert restricted_violations(pod) == [], job.name
+        assert pod["containers"][0]["resources"]["limits"], job.name  # the job's own sizing survives the merge
+
+
+def test_step_pods_meet_pod_security_restricted(values, monkeypatch):
+    """Every step's pod under the k8s executor (launcher config, then the executor's
+    step_k8s_config, then the op's `dagster-k8s/config` tag, as K8sStepHandler merges them);
+    also if the run launcher's config ever stops carrying the hardening."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_user_defined_k8s_config
+
+    from nova_jobs.definitions import defs
+    from nova_jobs.executors import executor_for_sharded_jobs
+
+    monkeypatch.setenv("NOVA_EXECUTOR", "k8s")
+    executor = executor_for_sharded_jobs()
+    assert executor.name == "k8s"
+    step_k8s_config = executor.config_schema.resolve_config({}).value["config"]["step_k8s_config"]
+    steps = K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(step_k8s_config))
+
+    checked = set()
+    for launcher in (_run_launcher_context(values), K8sContainerContext()):
+        for job in defs.get_repository_def().get_all_jobs():
+            for op_def in job.graph.iterate_op_defs():
+                context = launcher.merge(steps).merge(
+                    K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(op_def.tags or {})))
+                pod = _job_pod_spec(values, context, "execute_step", "step_worker")
+                assert restricted_violations(pod) == [], op_def.name
+                checked.add(op_def.name)
+    assert "suggestions_shard_0" in checked
+
+
+def test_user_deployment_and_exporter_pods_meet_pod_security_restricted(project_root, values):
+    for deployment in values["dagster-user-deployments"]["deployments"]:
+        pod = {"securityContext": deployment["podSecurityContext"],
+               "containers": [{"name": deployment["name"], "securityContext": deployment["securityContext"]}]}
+        assert restricted_violations(pod) == [], deployment["name"]
+    exporter = by_kind(render(project_root))["Deployment"]["spec"]["template"]["spec"]
+    assert restricted_violations(exporter) == []

@@ -104,15 +104,23 @@ def prod_dagster_home(tmp_path: Path, project_root: Path, postgres: LocalPostgre
                       monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(project_root / "deploy" / "dagster.prod.yaml", home / "dagster.yaml")
+    config = yaml.safe_load((project_root / "deploy" / "dagster.prod.yaml").read_text())
+    # The embedded Postgres is built without TLS, so this copy asks for none; the file's own
+    # sslmode=require is proven by test_the_production_instance_refuses_a_postgres_without_tls.
+    config["storage"]["postgres"]["postgres_db"]["params"]["sslmode"] = "disable"
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    set_postgres_env(monkeypatch, postgres.port)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("MAX_CONCURRENT_JOBS", raising=False)  # optional: 5 runs at once
+    return home
+
+
+def set_postgres_env(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     monkeypatch.setenv("DAGSTER_PG_HOST", "127.0.0.1")
-    monkeypatch.setenv("DAGSTER_PG_PORT", str(postgres.port))
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(port))
     monkeypatch.setenv("DAGSTER_PG_USER", "postgres")
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", PG_PASSWORD)
     monkeypatch.setenv("DAGSTER_PG_DB", "dagster")
-    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "5")
-    return home
 
 
 def _origin(name: str):
@@ -149,15 +157,16 @@ def test_production_instance_config_is_what_the_local_one_is_minus_the_warehouse
         assert set(prod["storage"]["postgres"]["postgres_db"][field]) == {"env"}  # never a literal
 
     prod_rc, local_rc = prod["run_coordinator"], local["run_coordinator"]
-    assert prod_rc["class"] == local_rc["class"] == "QueuedRunCoordinator"
-    assert prod_rc["config"]["max_concurrent_runs"] == local_rc["config"]["max_concurrent_runs"]
+    assert (prod_rc["module"], prod_rc["class"]) == (local_rc["module"], local_rc["class"])
+    # Neither file fixes the limit: both take MAX_CONCURRENT_JOBS, 5 when unset.
+    assert "max_concurrent_runs" not in prod_rc["config"] and "max_concurrent_runs" not in local_rc["config"]
     local_limits = [lim for lim in local_rc["config"]["tag_concurrency_limits"] if lim["key"] != "nova/warehouse"]
     assert prod_rc["config"]["tag_concurrency_limits"] == local_limits
     assert prod["run_monitoring"]["enabled"] is True
     assert prod["run_retries"] == {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}
 
 
-def test_runs_ticks_and_cursors_survive_an_instance_and_postgres_restart(prod_dagster_home, postgres):
+def test_runs_ticks_and_cursors_survive_an_instance_and_postgres_restart(prod_dagster_home, postgres, monkeypatch):
     from dagster._core.scheduler.instigation import (
         InstigatorState,
         InstigatorStatus,
@@ -174,7 +183,8 @@ def test_runs_ticks_and_cursors_survive_an_instance_and_postgres_restart(prod_da
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 5
         assert instance.run_retries_max_retries == 1
         assert instance.run_monitoring_enabled
 
@@ -201,7 +211,9 @@ def test_runs_ticks_and_cursors_survive_an_instance_and_postgres_restart(prod_da
         postgres.connect()  # really down
     postgres.start()
 
+    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "2")
     with dg.DagsterInstance.get() as instance:
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
         record = instance.get_run_by_id(run_id)
         assert record is not None and record.status == dg.DagsterRunStatus.SUCCESS
         assert record.tags["nova/job"] == "prod_smoke"
@@ -216,3 +228,34 @@ def test_runs_ticks_and_cursors_survive_an_instance_and_postgres_restart(prod_da
         state = instance.get_instigator_state(sensor_origin.get_id(), sensor_origin.get_selector().get_id())
         assert state is not None and state.status == InstigatorStatus.RUNNING
         assert state.instigator_data.cursor == '{"partition_0": 17}'
+
+
+def test_the_production_instance_refuses_a_postgres_without_tls(project_root, tmp_path, postgres, monkeypatch):
+    """sslmode=require, as in the Helm values: the credentials never cross an unencrypted
+    connection, so a Postgres that offers no TLS (this one) is refused, not used in clear."""
+    shutil.copy(project_root / "deploy" / "dagster.prod.yaml", tmp_path / "dagster.yaml")
+    set_postgres_env(monkeypatch, postgres.port)
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - Dagster wraps it after its retries
+        with dg.DagsterInstance.from_config(str(tmp_path)):
+            pass
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("SSL was required" in message for message in chain), chain
+    assert PG_PASSWORD not in " ".join(chain)
+
+
+def test_the_production_instance_names_the_missing_postgres_setting(project_root, tmp_path, monkeypatch):
+    """With no variable set the file is still valid Dagster config up to the Postgres
+    connection, which has no safe default: Dagster stops before connecting and names it.
+    MAX_CONCURRENT_JOBS is not among what it asks for."""
+    shutil.copy(project_root / "deploy" / "dagster.prod.yaml", tmp_path / "dagster.yaml")
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD",
+                 "DAGSTER_PG_DB", "MAX_CONCURRENT_JOBS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(dg.DagsterInvalidConfigError) as raised:
+        dg.DagsterInstance.from_config(str(tmp_path))
+    message = str(raised.value)
+    assert "environment variable" in message and "DAGSTER_PG_" in message
+    assert "MAX_CONCURRENT_JOBS" not in message

@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,12 +17,24 @@ from nova_jobs_tests.conftest import insert_rows
 
 pytestmark = pytest.mark.integration
 
-BITCOIN_OTC = Path("/work/shared/data/bitcoin-otc/soc-sign-bitcoinotc.csv.gz")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BITCOIN_OTC = "data/bitcoin-otc/soc-sign-bitcoinotc.csv.gz"
+
+
+def shared_data(relative: str, root: Path = PROJECT_ROOT) -> Path:
+    """A file of the shared folder beside the checkout (`../shared`). Missing data fails the
+    test: a skip would let CI go green without the yardstick ever being checked."""
+    path = root.parent / "shared" / relative
+    if not path.is_file():
+        where = "in CI" if os.environ.get("CI", "").lower() == "true" else "on this machine"
+        pytest.fail(f"{path} is missing {where}: put the shared folder (with {relative}) beside the "
+                    "checkout as ../shared", pytrace=False)
+    return path
 
 
 def load_bitcoin_otc(clickhouse) -> list[int]:
     """Positive ratings become follows, negative ones blocks; returns the follow times, sorted."""
-    with gzip.open(BITCOIN_OTC, "rt") as handle:
+    with gzip.open(shared_data(BITCOIN_OTC), "rt") as handle:
         rows = [(int(s), int(t), float(r), datetime.fromtimestamp(int(float(ts)), UTC)) for s, t, r, ts in csv.reader(handle)]
     follows = [(s, t, at) for s, t, r, at in rows if r > 0]
     insert_rows(clickhouse, "follows", ["follower_id", "followee_id", "created_at"], follows)
@@ -30,7 +43,18 @@ def load_bitcoin_otc(clickhouse) -> list[int]:
     return sorted(int(at.timestamp()) for _, _, at in follows)
 
 
-@pytest.mark.skipif(not BITCOIN_OTC.exists(), reason="the Bitcoin OTC data set is not on this machine")
+def test_shared_data_is_found_beside_the_checkout_and_its_absence_fails_loudly(tmp_path, monkeypatch):
+    assert shared_data(BITCOIN_OTC) == PROJECT_ROOT.parent / "shared" / BITCOIN_OTC
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"missing in CI: .*\.\./shared"):
+        shared_data(BITCOIN_OTC, checkout)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.fail.Exception, match="missing on this machine"):
+        shared_data(BITCOIN_OTC, checkout)
+
+
 def test_bitcoin_otc_holdout_reproduces_the_yardstick(clickhouse):
     times = load_bitcoin_otc(clickhouse)
     assert len(times) == 32_029

@@ -31,8 +31,24 @@ SHARD_K8S_CONFIG = {
         "resources": {
             "requests": {"cpu": "1", "memory": "2Gi"},
             "limits": {"cpu": "2", "memory": "4Gi"},
+        },
+        # Pod Security "restricted", whatever the launcher or executor adds (see executors.py).
+        "security_context": {
+            "allow_privilege_escalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "run_as_non_root": True,
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+    },
+    "pod_spec_config": {
+        "security_context": {
+            "run_as_non_root": True,
+            "run_as_user": 10001,
+            "run_as_group": 10001,
+            "fs_group": 10001,
+            "seccomp_profile": {"type": "RuntimeDefault"},
         }
-    }
+    },
 }
 
 
