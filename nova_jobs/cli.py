@@ -7,6 +7,9 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+
+from nova_jobs.lib.redact import redact_text
 
 # subcommand -> (module, help). Each module provides `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = {
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(modules[args.command].run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception:  # noqa: BLE001 - said redacted: a traceback may quote URLs and secret settings
+        logging.getLogger("nova_jobs").error("nova-jobs %s failed:\n%s", args.command, redact_text(traceback.format_exc()))
+        return 1
 
 
 if __name__ == "__main__":

@@ -189,3 +189,14 @@ def test_a_failed_run_shows_the_password_nowhere(clickhouse, redis_url, tmp_path
     for shown in (records, stderr, message.encode().decode()):
         for form in (password, quote(password, safe=""), "t/P@ss"):
             assert form not in shown
+
+
+def test_the_cli_reports_a_crash_redacted(monkeypatch, caplog):
+    from nova_jobs.cli import main
+
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-Secret-9")
+    with caplog.at_level("ERROR"):
+        assert main(["dlq", "list", "--brokers", "kafka-Secret-9"]) == 1
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "KAFKA_BROKERS entry '***' is not host:port" in logged
+    assert "kafka-Secret-9" not in logged
