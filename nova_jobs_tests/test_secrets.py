@@ -200,3 +200,15 @@ def test_the_cli_reports_a_crash_redacted(monkeypatch, caplog):
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "KAFKA_BROKERS entry '***' is not host:port" in logged
     assert "kafka-Secret-9" not in logged
+
+
+def test_the_cli_log_lines_are_redacted(monkeypatch, capfd):
+    from nova_jobs.cli import main
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # let main() install its handler, as in a fresh process
+    monkeypatch.setattr(root, "level", root.level)
+    assert main(["dlq", "list", "--brokers", "not-a-broker"]) == 1
+    logging.getLogger("nova_jobs.anything").error("cannot reach redis://u:p@ss/w#rd@cache:6379/0")
+    err = capfd.readouterr().err
+    assert "redis://u:***@cache:6379/0" in err and "p@ss" not in err and "w#rd" not in err

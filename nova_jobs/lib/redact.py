@@ -11,6 +11,7 @@ Two layers, because text that shows a secret is not always a URL one can parse:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -153,3 +154,10 @@ def redact_text(text: str) -> str:
         text = text.replace(secret, MASK)
     text = _CREDENTIAL_URL.sub(_mask_userinfo, text)
     return _SECRET_PARAMS.sub(_mask_param, text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log line, traceback included, redacted: for any handler that writes where people read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
