@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from nova_jobs.deadletter.message import build_message
 from nova_jobs.lib.redact import redact_text, redact_url
 from nova_jobs.lib.settings import SettingError
+from nova_jobs.localstack import free_port
 from nova_jobs.observability.correlation import correlation_handler
 from nova_jobs.resources.clickhouse import ClickHouseResource, validate_clickhouse_url
 from nova_jobs.resources.redis import RedisResource, validate_redis_url
@@ -157,6 +158,13 @@ def test_a_percent_encoded_password_authenticates_against_redis(redis_server, pa
         assert RedisResource(url=url).get_client().ping()
         with pytest.raises(redis_lib.AuthenticationError):
             RedisResource(url=f"redis://default:wrong@127.0.0.1:{redis_server.port}/0").get_client().ping()
+        # The same URL on a closed port: the client's error (what a transient failure records
+        # as it is) does not carry the password either.
+        closed = url.replace(f":{redis_server.port}/", f":{free_port()}/")
+        with pytest.raises(redis_lib.ConnectionError) as caught:
+            RedisResource(url=closed, socket_timeout_seconds=2).get_client().ping()
+        assert "Connection refused" in _chain_text(caught.value)
+        assert password not in _chain_text(caught.value) and quote(password, safe="") not in _chain_text(caught.value)
     finally:
         redis_lib.Redis(port=redis_server.port, password=password).config_set("requirepass", "")
 
