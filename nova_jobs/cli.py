@@ -7,6 +7,9 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+
+from nova_jobs.lib.redact import RedactingFormatter, redact_text
 
 # subcommand -> (module, help). Each module provides `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = {
@@ -30,14 +33,17 @@ def main(argv: list[str] | None = None) -> int:
             modules[name] = importlib.import_module(module_name)
             modules[name].add_arguments(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Every line redacted, also those of libraries (a failed instance read logs its traceback).
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         return int(modules[args.command].run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception:  # noqa: BLE001 - said redacted: a traceback may quote URLs and secret settings
+        logging.getLogger("nova_jobs").error("nova-jobs %s failed:\n%s", args.command, redact_text(traceback.format_exc()))
+        return 1
 
 
 if __name__ == "__main__":

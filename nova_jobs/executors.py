@@ -8,11 +8,14 @@
   steps (the suggestion shards) give every step a Kubernetes Job of its own.
 """
 
+import logging
 import os
 
 import dagster as dg
 
 from nova_jobs.lib.settings import SettingError
+
+log = logging.getLogger(__name__)
 
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
@@ -40,18 +43,33 @@ STEP_K8S_CONFIG = {
 }
 
 
-def _deployment_executor() -> str:
-    # Read when the code location loads: the executor is a property of the deployment, like
-    # the instance it runs against, not of a run.
+def _deployment_executor() -> tuple[str, str | None]:
+    """(executor name, problem). Read when the code location loads: the executor is a property
+    of the deployment, like the instance it runs against, not of a run. A bad value must not
+    take the code location down (its DLQ sensors with it), so it is reported by every run."""
     name = os.environ.get("NOVA_EXECUTOR", "in_process").strip() or "in_process"
     if name not in EXECUTORS:
-        raise SettingError(f"NOVA_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
-    return name
+        return "in_process", f"NOVA_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}"
+    return name, None
+
+
+def _refusing_executor(problem: str) -> dg.ExecutorDefinition:
+    @dg.executor(name="invalid_nova_executor")
+    def refuse(init_context: dg.InitExecutorContext) -> dg.Executor:
+        # Dagster records a DagsterError here as the run's failure (any other error leaves the
+        # run NOT_STARTED); the SettingError behind it is the root cause the DLQ reports.
+        raise dg.DagsterInvariantViolationError(problem) from SettingError(problem)
+
+    return refuse
 
 
 def executor_for_deployment() -> dg.ExecutorDefinition:
     """The default executor of every job."""
-    if _deployment_executor() == "multiprocess":
+    name, problem = _deployment_executor()
+    if problem is not None:
+        log.warning("%s; every run will fail at launch until it is fixed", problem)
+        return _refusing_executor(problem)
+    if name == "multiprocess":
         return dg.multiprocess_executor
     # Under k8s too: a pod per step would start three pods a minute for a job that needs one.
     return dg.in_process_executor
@@ -59,7 +77,7 @@ def executor_for_deployment() -> dg.ExecutorDefinition:
 
 def executor_for_sharded_jobs() -> dg.ExecutorDefinition | None:
     """For jobs of many heavy, parallel steps: under k8s a pod per step, else the default."""
-    if _deployment_executor() == "k8s":
+    if _deployment_executor()[0] == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor.configured({"step_k8s_config": STEP_K8S_CONFIG})

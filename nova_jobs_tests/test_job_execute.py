@@ -73,7 +73,7 @@ def test_bad_configuration_fails_with_a_message_naming_the_setting(tmp_path, red
     assert redis_client.get("nova:cache:trending:1h") is None
 
 
-def test_unknown_executor_fails_at_load_naming_the_setting(tmp_path, redis_url, project_root):
+def test_unknown_executor_fails_the_run_naming_the_setting(tmp_path, redis_url, project_root):
     env = contract_env(tmp_path, NOVA_EXECUTOR="spaceship")
     result = run([str(BIN / "dagster"), "job", "execute", "-m", "nova_jobs.definitions", "-j", "trending_1h"],
                  env, project_root)

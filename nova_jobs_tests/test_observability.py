@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -69,7 +71,7 @@ class Served:
 
 @pytest.fixture
 def served(instance):
-    served = Served(Exporter(instance))
+    served = Served(Exporter(instance, refresh_seconds=0))  # each scrape sees the runs just made
     yield served
     served.close()
 
@@ -486,3 +488,92 @@ def test_cli_serves_metrics_and_health_from_dagster_home(tmp_path):
             body = json.loads(reply.read())
         assert reply.status == 200 and body["jobs"]["trending_7d"]["consecutive_failures"] == 1
     assert exporter.process.returncode is not None
+
+
+# The exporter holds: slow clients, request floods and broken reads.
+def test_half_sent_requests_cost_no_thread_and_are_closed_by_the_read_timeout(instance):
+    served = Served(Exporter(instance))
+    port = served.server.server_address[1]
+    held = []
+    try:
+        before = threading.active_count()
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n")  # never the blank line
+            held.append(sock)
+        # Accepted after the 200, answered while they are all still open.
+        status, body = served.health()
+        assert status in (200, 503) and set(body["jobs"]) >= set(JOB_INTERVALS)
+        assert threading.active_count() - before <= 3  # the answer pool, not a thread each
+
+        # Each is closed by the server once its read timeout (5 s by default) is over.
+        deadline = time.monotonic() + 40
+        closed = 0
+        for sock in held:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                closed += sock.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed == 200
+        assert served.server.timed_out == 200 and served.server.open_connections == 0
+    finally:
+        for sock in held:
+            sock.close()
+        served.close()
+
+
+def test_a_flood_of_requests_reads_the_instance_at_most_once_per_interval(instance):
+    @dg.op
+    def step() -> None:
+        pass
+
+    @dg.job(name="trending_1h")
+    def trending_1h() -> None:
+        step()
+
+    for _ in range(3):
+        assert trending_1h.execute_in_process(instance=instance).success
+    served = Served(Exporter(instance))  # the default interval: 5 s
+    try:
+        served.text()
+        ledger = served.exporter.ledger
+        first = ledger.records_read
+        assert first == 3
+
+        def ask(paths):
+            for path in paths:
+                try:
+                    urllib.request.urlopen(f"{served.url}{path}", timeout=30).read()
+                except urllib.error.HTTPError as error:
+                    assert error.code == 503  # an unhealthy job, still an answer
+
+        askers = [threading.Thread(target=ask, args=(["/metrics", "/health/jobs"] * 5,)) for _ in range(5)]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join()
+        # Every read of the instance re-reads the 3 recent runs (the overlap), so the records
+        # read count the reads: the 50 requests made at most a couple.
+        assert (ledger.records_read - first) // 3 <= 2
+        assert served.exporter.shared.instance_reads <= 3
+    finally:
+        served.close()
+
+
+def test_a_failed_read_answers_without_the_exception_text(tmp_path, caplog):
+    instance = dg.DagsterInstance.local_temp(str(tmp_path))
+    served = Served(Exporter(instance))
+    try:
+        (tmp_path / "history" / "runs.db").unlink()  # the run storage is gone
+        with caplog.at_level("ERROR"):
+            status, body = served.health()
+        assert status == 503 and body["healthy"] is False
+        text = json.dumps(body)
+        assert "runs" not in text and "Error" not in text and "sqlite" not in text.lower()
+        # The reason is in the exporter's log.
+        assert any("NoSuchTableError" in record.getMessage() for record in caplog.records)
+    finally:
+        served.close()

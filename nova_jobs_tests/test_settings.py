@@ -1,5 +1,12 @@
 """Settings resolve explicit value, then environment, then default, and name themselves in errors."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
 import pytest
 
 from nova_jobs.lib.settings import SettingError, setting_choice, setting_float, setting_int
@@ -40,3 +47,59 @@ def test_floats_choices_and_required(monkeypatch):
     monkeypatch.delenv("NOVA_TEST_REQUIRED", raising=False)
     with pytest.raises(SettingError, match="NOVA_TEST_REQUIRED is not set"):
         setting_int("NOVA_TEST_REQUIRED")
+
+
+# Settings read when the code location loads: a bad value fails the runs it affects, naming the
+# setting, and leaves the location (with both DLQ sensors) up.
+BIN = Path(sys.executable).parent
+LIST_DEFINITIONS = (
+    "from nova_jobs.definitions import defs\n"
+    "import json\n"
+    "print(json.dumps({'sensors': sorted(s.name for s in defs.sensors),"
+    " 'jobs': sorted(j.name for j in defs.jobs)}))\n"
+)
+
+
+def load_time_env(tmp_path: Path, project_root: Path, **settings: str) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(project_root),
+        "DAGSTER_HOME": str(home), "CLICKHOUSE_URL": f"chdb://{tmp_path / 'store'}",
+        "REDIS_URL": "redis://127.0.0.1:9/0", "KAFKA_BROKERS": "127.0.0.1:9", **settings,
+    }
+
+
+def test_bad_load_time_settings_leave_the_code_location_and_its_dlq_sensors_up(tmp_path, project_root):
+    env = load_time_env(tmp_path, project_root, SUGGESTION_SHARDS="abc", NOVA_EXECUTOR="bogus")
+    loaded = subprocess.run([sys.executable, "-c", LIST_DEFINITIONS], env=env, cwd=project_root,
+                            capture_output=True, text=True, timeout=180)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    listed = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert {"dlq_failure_sensor", "dlq_replay_sensor"} <= set(listed["sensors"])
+    assert {"trending_1h", "suggested_users", "cache_warmer"} <= set(listed["jobs"])
+    # Said once at load, so a deployment shows what to fix before any run fails.
+    assert "SUGGESTION_SHARDS='abc' is not a whole number" in loaded.stderr
+    assert "NOVA_EXECUTOR='bogus' is not one of in_process, multiprocess, k8s" in loaded.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("setting", "value", "job", "message"),
+    [("SUGGESTION_SHARDS", "abc", "suggested_users", "SUGGESTION_SHARDS='abc' is not a whole number"),
+     ("NOVA_EXECUTOR", "bogus", "trending_1h", "NOVA_EXECUTOR='bogus' is not one of in_process, multiprocess, k8s")],
+)
+def test_a_bad_load_time_setting_fails_the_run_naming_it(tmp_path, project_root, setting, value, job, message):
+    from nova_jobs.deadletter.message import build_message
+
+    env = load_time_env(tmp_path, project_root, **{setting: value})
+    executed = subprocess.run([str(BIN / "dagster"), "job", "execute", "-m", "nova_jobs.definitions", "-j", job],
+                              env=env, cwd=project_root, capture_output=True, text=True, timeout=240)
+    assert executed.returncode != 0
+    assert message in executed.stderr
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    [run] = instance.get_runs()
+    assert run.job_name == job and run.status == dg.DagsterRunStatus.FAILURE
+    # What reaches the DLQ: the setting as the root cause, permanent, never retried.
+    dead = build_message(instance, run)
+    assert (dead.error, dead.error_class, dead.kind, dead.retry_count) == (message, "SettingError", "permanent", 0)

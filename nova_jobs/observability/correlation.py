@@ -16,6 +16,7 @@ import sys
 
 import dagster as dg
 
+from nova_jobs.lib.redact import redact_text
 from nova_jobs.observability.jobs import correlation_id
 
 LINE_FORMAT = "%(asctime)s [correlation_id=%(correlation_id)s] %(levelname)s %(job_name)s %(step_key)s - %(message)s"
@@ -34,6 +35,8 @@ class CorrelationFilter(logging.Filter):
 
 
 class CorrelationFormatter(logging.Formatter):
+    """Dagster's event line with the error it carries, redacted: stderr reaches log shippers."""
+
     def format(self, record: logging.LogRecord) -> str:
         # Dagster puts the run id, job and step in front of the message; the prefix says it now.
         meta = getattr(record, "dagster_meta", None) or {}
@@ -44,7 +47,7 @@ class CorrelationFormatter(logging.Formatter):
             error = getattr(getattr(event, "event_specific_data", None), "error", None)
             detail = f": {error.message.strip()}" if getattr(error, "message", None) else ""
             record = logging.makeLogRecord({**record.__dict__, "msg": f"{kind}{original}{detail}", "args": ()})
-        return super().format(record)
+        return redact_text(super().format(record))
 
 
 def correlation_handler(stream=None, level: str | int = logging.DEBUG) -> logging.Handler:

@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import clickhouse_connect
 import dagster as dg
@@ -20,6 +19,7 @@ from pydantic import Field
 
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError, setting_int, setting_str
+from nova_jobs.resources.urls import check_url, shown
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOCKED_MARKERS = ("error initializing embeddedserver", "cannot lock file")
@@ -27,31 +27,16 @@ _LOCKED_MARKERS = ("error initializing embeddedserver", "cannot lock file")
 
 def validate_clickhouse_url(url: str) -> str:
     """Return the URL's scheme after checking the URL can work; SettingError otherwise."""
-    if not url:
-        raise SettingError("CLICKHOUSE_URL is not set")
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a non-numeric port
-    except ValueError as error:
-        problem = str(error)
-    if problem is not None:
-        raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} is not a valid URL: {problem}")
-    scheme = parts.scheme.lower()
-    if scheme == "chdb":
-        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+    parts = check_url("CLICKHOUSE_URL", url, ("http", "https", "chdb"))
+    if parts.scheme == "chdb":
+        if parts.userinfo is not None or parts.hostport or not parts.rest.startswith("/") or parts.rest == "/":
             raise SettingError(
-                f"CLICKHOUSE_URL={url!r}: the embedded engine needs an absolute path, "
+                f"CLICKHOUSE_URL={shown(parts)!r}: the embedded engine needs an absolute path, "
                 "as in chdb:///var/lib/nova/chdb"
             )
-    elif scheme in ("http", "https"):
-        if not parts.hostname:
-            raise SettingError(f"CLICKHOUSE_URL={redact_url(url)!r} has no host")
-    else:
-        raise SettingError(
-            f"CLICKHOUSE_URL={redact_url(url)!r}: scheme must be http, https or chdb"
-        )
-    return scheme
+    elif not parts.hostname:
+        raise SettingError(f"CLICKHOUSE_URL={shown(parts)!r} has no host")
+    return parts.scheme
 
 
 def validate_identifier(name: str, setting: str) -> str:

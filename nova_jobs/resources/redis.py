@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import dagster as dg
 import redis
 from pydantic import Field
 
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError
+from nova_jobs.resources.urls import check_url, shown
 
 
 def validate_redis_url(url: str) -> None:
-    if not url:
-        raise SettingError("REDIS_URL is not set")
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a non-numeric port
-    except ValueError as error:
-        problem = str(error)
-    if problem is not None:
-        raise SettingError(f"REDIS_URL={redact_url(url)!r} is not a valid URL: {problem}")
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise SettingError(f"REDIS_URL={redact_url(url)!r}: scheme must be redis, rediss or unix")
+    parts = check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
     if parts.scheme != "unix" and not parts.hostname:
-        raise SettingError(f"REDIS_URL={redact_url(url)!r} has no host")
+        raise SettingError(f"REDIS_URL={shown(parts)!r} has no host")
 
 
 class RedisResource(dg.ConfigurableResource):

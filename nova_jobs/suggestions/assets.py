@@ -7,6 +7,7 @@ graph, so it is read when the code location loads (like `NOVA_EXECUTOR`); every 
 is read when a run computes.
 """
 
+import logging
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -21,6 +22,8 @@ from nova_jobs.resources.redis import RedisResource
 from nova_jobs.suggestions.compute import ShardStats, compute_shard
 from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SUGGESTED_TTL_SECONDS, resolve_caps
 from nova_jobs.warehouse.active_users import resolve_active_days
+
+log = logging.getLogger(__name__)
 
 SUGGESTED_USERS_KEY = dg.AssetKey(["cache", "suggested_users"])
 DEFAULT_SHARDS = 4
@@ -69,6 +72,17 @@ def resolve_shards(explicit: int | None = None) -> int:
     return setting_int("SUGGESTION_SHARDS", explicit, DEFAULT_SHARDS, minimum=1, maximum=256)
 
 
+def load_shards() -> tuple[int, str | None]:
+    """(shard count, problem), read when the code location loads. A bad value must not take the
+    location (and its DLQ sensors) down: the graph gets the default count and every shard step
+    fails its run with the problem, naming the setting."""
+    try:
+        return resolve_shards(), None
+    except SettingError as error:
+        log.warning("%s; suggested_users runs will fail until it is fixed", error)
+        return DEFAULT_SHARDS, str(error)
+
+
 def run_evaluation_time(context: dg.OpExecutionContext, as_of: str | None) -> datetime:
     """One `now` for every shard of a run (also a shard retried later): the run's creation."""
     if as_of:
@@ -79,7 +93,7 @@ def run_evaluation_time(context: dg.OpExecutionContext, as_of: str | None) -> da
     return record.create_timestamp.astimezone(UTC).replace(microsecond=0)
 
 
-def build_shard_op(shard: int, shards: int) -> dg.OpDefinition:
+def build_shard_op(shard: int, shards: int, load_problem: str | None = None) -> dg.OpDefinition:
     @dg.op(
         name=f"suggestions_shard_{shard}",
         out=dg.Out(dg.Nothing),
@@ -94,6 +108,8 @@ def build_shard_op(shard: int, shards: int) -> dg.OpDefinition:
         redis: RedisResource,
     ) -> dg.Output:
         try:
+            if load_problem is not None:
+                raise SettingError(load_problem)
             caps = resolve_caps(config.per_user, config.max_followees, config.max_per_followee, config.popular_pool)
             active_days = resolve_active_days(config.active_days)
             users_per_query = setting_int(
@@ -147,8 +163,12 @@ def _shard_totals(context: dg.OpExecutionContext, shards: int) -> tuple[ShardSta
 
 
 def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinition:
-    shards = resolve_shards(shards)
-    shard_ops = [build_shard_op(i, shards) for i in range(shards)]
+    load_problem = None
+    if shards is None:
+        shards, load_problem = load_shards()
+    else:
+        shards = resolve_shards(shards)
+    shard_ops = [build_shard_op(i, shards, load_problem) for i in range(shards)]
 
     @dg.op(name="suggestions_summary", out=dg.Out(dg.Nothing), ins={"shards_done": dg.In(dg.Nothing)})
     def suggestions_summary(context: dg.OpExecutionContext) -> dg.Output:
