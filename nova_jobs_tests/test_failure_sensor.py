@@ -89,7 +89,7 @@ def drain(instance, kafka, cursor, limit=50) -> tuple[str, int]:
     raise AssertionError(f"still publishing after {limit} ticks")
 
 
-@pytest.mark.slow  # about a minute on a quiet machine: a thousand runs written to sqlite, then tagged
+@pytest.mark.slow  # minutes on busy cores: a thousand runs written to sqlite, then each tagged
 def test_a_backlog_of_a_thousand_failures_drains_each_exactly_once(kafka_resource, tmp_path, monkeypatch, record_property):
     monkeypatch.setenv("NOVA_DLQ_PAGE_SIZE", "200")
     with probe_instance(tmp_path) as instance:
