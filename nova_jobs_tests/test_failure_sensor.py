@@ -120,6 +120,23 @@ def test_a_backlog_of_a_thousand_failures_drains_each_exactly_once(kafka_resourc
         assert published(kafka_resource, [later]) == Counter({later: 1})
 
 
+def test_marking_a_full_page_published_does_not_wedge_the_sensor(kafka_resource, tmp_path, monkeypatch):
+    """The backlog at a small page: every tick marks a whole page, and the next tick moves on."""
+    monkeypatch.setenv("NOVA_DLQ_PAGE_SIZE", "4")
+    with probe_instance(tmp_path) as instance:
+        run_ids = [fail_from_outside(instance) for _ in range(13)]
+        with pytest.raises(Exception, match="not published"):
+            tick(instance, closed_broker(), None)
+        cursor, ticks = drain(instance, kafka_resource, None)
+        assert ticks == 4  # 13 runs, 4 a tick
+        assert published(kafka_resource, run_ids) == Counter({run_id: 1 for run_id in run_ids})
+
+        later = fail_from_outside(instance)
+        cursor = tick(instance, kafka_resource, cursor).cursor
+        tick(instance, kafka_resource, cursor)
+        assert published(kafka_resource, [later]) == Counter({later: 1})
+
+
 def test_a_re_executed_run_is_published_though_it_inherits_the_marker(kafka_resource, tmp_path):
     with probe_instance(tmp_path) as instance:
         parent = fail_for_real(instance)
