@@ -36,9 +36,21 @@ ROOT_RUN_TAG = "dagster/root_run_id"
 PARTITION_TAG = "dagster/partition"
 FAILURE_REASON_TAG = "dagster/failure_reason"
 
+PARENT_RUN_TAG = "dagster/parent_run_id"
+
 KINDS = ("transient", "permanent")
 # A run that died outside op code (killed, never started) is worth another try.
 TRANSIENT_RUN_FAILURES = {"UNEXPECTED_TERMINATION", "START_TIMEOUT", "RUN_WORKER_RESTART"}
+# Run monitoring fails a run whose worker died (pod OOMKilled or evicted, process killed) or ran
+# past `dagster/max_runtime` without a `dagster/failure_reason` tag; its RUN_FAILURE message is
+# all that says so (texts of dagster/_daemon/monitoring/run_monitoring.py, Dagster 1.13).
+RUN_MONITORING_FAILURES = (
+    ("Detected run worker status", "WORKER_DIED"),
+    ("Exceeded maximum runtime of", "MAX_RUNTIME"),
+    ("This job is being forcibly marked as failed", "MAX_RUNTIME"),
+    ("Run timed out due to taking longer than", "START_TIMEOUT"),
+    ("This run has been marked as failed from outside the execution context", "UNEXPECTED_TERMINATION"),
+)
 MAX_ERROR_CHARS = 4000
 
 
@@ -135,6 +147,29 @@ def parse_message(value: bytes | str | dict | None) -> DlqMessage:
     return message
 
 
+def published_marker(run_id: str) -> dict[str, str]:
+    """The tag that says this run's message is on the topic. It names the run, because Dagster
+    copies a run's tags to its re-executions, which must still be published themselves."""
+    return {PUBLISHED_TAG: run_id}
+
+
+def is_legacy_marker(value: str) -> bool:
+    """Markers written before they named their run held the publish time."""
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def run_monitoring_reason(message: str | None) -> str | None:
+    """The run-monitoring reason a RUN_FAILURE message states, if it is one of the daemon's."""
+    for prefix, reason in RUN_MONITORING_FAILURES:
+        if message and message.startswith(prefix):
+            return reason
+    return None
+
+
 def correlation_id_of(run: dg.DagsterRun) -> str:
     """Kept across replays (tag) and run-level re-executions (root run)."""
     return run.tags.get(CORRELATION_TAG) or run.tags.get(ROOT_RUN_TAG) or run.run_id
@@ -187,7 +222,15 @@ def build_message(instance: dg.DagsterInstance, run: dg.DagsterRun, failed_at: d
 
     links = error_info_chain(error_info)
     root = root_link(links)
-    if root is not None:
+    run_failure_text = run_failures[-1].message if run_failures else None
+    monitored = run_monitoring_reason(run_failure_text)
+    if monitored is not None:
+        # The worker did not end the run itself: whatever a step recorded on the way down (an
+        # interrupt), the run is worth another try.
+        error = run_failure_text or ""
+        error_class = f"RunFailure.{run.tags.get(FAILURE_REASON_TAG) or monitored}"
+        kind = "transient"
+    elif root is not None:
         error, error_class = root.message, declared_class or root.cls_name
         kind = declared_kind if declared_kind in KINDS else classify_links(links)
     else:

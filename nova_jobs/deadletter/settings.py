@@ -27,3 +27,14 @@ def retry_grace_seconds() -> int:
     """How long a failed run may lack `dagster/will_retry` before it counts as dead (the tag
     is added just after the failure when run retries are on)."""
     return setting_int("NOVA_DLQ_RETRY_GRACE_SECONDS", default=30, minimum=0)
+
+
+def retry_wait_seconds() -> int:
+    """How long a run tagged `dagster/will_retry=true` may wait for its re-execution to appear
+    before it counts as dead (the retry daemon may be down)."""
+    return setting_int("NOVA_DLQ_RETRY_WAIT_SECONDS", default=600, minimum=0)
+
+
+def page_size() -> int:
+    """Runs the failure sensor looks at, and dead runs it publishes, per tick."""
+    return setting_int("NOVA_DLQ_PAGE_SIZE", default=200, minimum=1)
