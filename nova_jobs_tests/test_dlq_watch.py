@@ -67,7 +67,7 @@ def record(instance: dg.DagsterInstance, status: dg.DagsterRunStatus, tags: dict
 
 def test_dead_runs_not_yet_published_are_counted_with_their_age(tmp_path):
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        served = Served(Exporter(instance))
+        served = Served(Exporter(instance, refresh_seconds=0))  # each scrape sees the runs just tagged
         try:
             unpublished = fail(instance)
             published = fail(instance)
@@ -245,7 +245,7 @@ def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, projec
     # The storages exist before two processes race to create them.
     instance.all_instigator_state()
     dead = fail(instance)
-    exporter = Exporter(instance)
+    exporter = Exporter(instance, refresh_seconds=0)
     log = tmp_path / "daemon.log"
     daemon = subprocess.Popen(
         [str(bin_dir / "dagster-daemon"), "run", "-f", str(code)],
