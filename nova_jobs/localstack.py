@@ -136,7 +136,10 @@ def redis_process(port: int | None = None, data_dir: Path | None = None, persist
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--dir", str(data_dir)]
-    args += ["--save", "60 1" if persist else "", "--appendonly", "no"]
+    # One argv item per word: redis-server reads `--save "60 1"` as a single (invalid) save point
+    # and then never saves.
+    args += ["--save", "60", "1"] if persist else ["--save", ""]
+    args += ["--appendonly", "no"]
     return ManagedProcess("redis-server", args, port)
 
 

@@ -92,3 +92,15 @@ def test_make_dev_fills_the_trending_caches_and_stops_cleanly(tmp_path, project_
     time.sleep(1)
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [c.cmdline() for c in alive]
+
+
+def test_local_redis_keeps_its_data_across_a_restart(tmp_path):
+    """`make dev`'s Redis persists in its data dir, so the caches survive a restart."""
+    from nova_jobs.localstack import redis_process
+
+    with redis_process(data_dir=tmp_path / "redis", persist=True) as server:
+        client = redis_lib.Redis(port=server.port, decode_responses=True)
+        assert client.config_get("save")["save"] == "60 1"
+        client.set("nova:cache:trending:1h", "[]")
+    with redis_process(data_dir=tmp_path / "redis", persist=True) as server:
+        assert redis_lib.Redis(port=server.port, decode_responses=True).get("nova:cache:trending:1h") == "[]"
