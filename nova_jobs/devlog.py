@@ -19,7 +19,10 @@ LOGGED = re.compile(r" - (?P<name>[\w.\-]+) - (?P<level>DEBUG|INFO|WARNING|ERROR
 # Dagster's console logger: `... - dagster - LEVEL - job - run id - ...`, the twin of a correlation line.
 RUN_CONSOLE = re.compile(r"^\S+ - [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12} - ")
 PY_WARNING = re.compile(r"\.py:\d+: \w*Warning: ")
-NOISE = ("Found a dagster instance configuration value (dagster.yaml) in the current folder",)
+NOISE = (
+    "Found a dagster instance configuration value (dagster.yaml) in the current folder",
+    "ignoring older events",  # the daemon's first start on a new instance
+)
 SHOWN_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
 
 
