@@ -10,6 +10,7 @@ dagster.yaml in the current folder and the daemons' routine INFO lines stay in t
 from __future__ import annotations
 
 import re
+import threading
 from typing import IO
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -22,6 +23,7 @@ PY_WARNING = re.compile(r"\.py:\d+: \w*Warning: ")
 NOISE = (
     "Found a dagster instance configuration value (dagster.yaml) in the current folder",
     "ignoring older events",  # the daemon's first start on a new instance
+    "so not trying to catch up",  # the scheduler after a restart: missed ticks are not run
 )
 SHOWN_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
 
@@ -55,13 +57,16 @@ class TerminalFilter:
         return self.showing
 
 
-def pump(source: IO[bytes], log_file: IO[bytes], terminal: IO[str], verbose: bool = False) -> None:
-    """Copy `source` into `log_file` whole and onto `terminal` filtered, until it closes."""
+def pump(source: IO[bytes], log_file: IO[bytes], terminal: IO[str], verbose: bool = False,
+         mute: threading.Event | None = None) -> None:
+    """Copy `source` into `log_file` whole and onto `terminal` filtered, until it closes. Once
+    `mute` is set (Ctrl-C), the terminal gets nothing more: the daemons' complaints about code
+    servers going away while they stop are expected and stay in the file."""
     keep = TerminalFilter(verbose)
     for raw in iter(source.readline, b""):
         log_file.write(raw)
         log_file.flush()
         line = raw.decode("utf-8", "replace")
-        if keep.shows(line):
+        if keep.shows(line) and not (mute is not None and mute.is_set()):
             terminal.write(line)
             terminal.flush()

@@ -100,6 +100,17 @@ def _bootstrap_runs(port: int, jobs: list[str], stop: threading.Event) -> None:
             stop.wait(2)
 
 
+def _from_the_start(cursor: str | None) -> str | None:
+    from nova_jobs.deadletter.replay_sensor import ReplayState
+
+    try:
+        replay_state = ReplayState.load(cursor)
+    except (ValueError, TypeError, AttributeError):
+        return None  # unreadable: the sensor starts from scratch
+    replay_state.offsets = {}
+    return replay_state.dump()
+
+
 def forget_broker_offsets(dagster_home: Path, env: dict[str, str], sensor_name: str = REPLAY_SENSOR) -> bool:
     """A fresh local broker starts empty at offset 0, while the replay sensor's cursor still holds
     the offsets the last broker reached: it would wait for offsets that never come. Start the
@@ -111,7 +122,7 @@ def forget_broker_offsets(dagster_home: Path, env: dict[str, str], sensor_name: 
         # Importing the sensor's package defines assets, whose beta-parameter warnings are
         # for their authors, not for someone starting the stack.
         warnings.simplefilter("ignore")
-        from nova_jobs.deadletter.replay_sensor import ReplayState
+        import nova_jobs.deadletter.replay_sensor  # noqa: F401
 
     previous = {name: os.environ.get(name) for name in ("DAGSTER_HOME", "MAX_CONCURRENT_JOBS")}
     os.environ.update({name: env[name] for name in previous if name in env})  # dagster.yaml reads them
@@ -120,16 +131,14 @@ def forget_broker_offsets(dagster_home: Path, env: dict[str, str], sensor_name: 
             changed = False
             for state in instance.all_instigator_state():
                 data = state.instigator_data
-                cursor = getattr(data, "cursor", None)
-                if state.name != sensor_name or not cursor:
+                if state.name != sensor_name or not getattr(data, "cursor", None):
                     continue
-                try:
-                    replay_state = ReplayState.load(cursor)
-                    replay_state.offsets = {}
-                    new_cursor = replay_state.dump()
-                except (ValueError, TypeError, AttributeError):
-                    new_cursor = None  # unreadable: the sensor starts from scratch
-                instance.update_instigator_state(state.with_data(data._replace(cursor=new_cursor)))
+                instance.update_instigator_state(state.with_data(data._replace(cursor=_from_the_start(data.cursor))))
+                # A tick cut short by the last Ctrl-C (or a failed one) is resumed at the next
+                # start, and its cursor then replaces the sensor's: reset that one too.
+                for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1):
+                    if tick.status.value in ("STARTED", "FAILURE") and tick.cursor:
+                        instance.update_tick(tick.with_cursor(_from_the_start(tick.cursor)))
                 changed = True
             if changed:
                 log.info("new local broker: %s reads it from the start", sensor_name)
@@ -169,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     logs.mkdir(exist_ok=True)
     started: list[ManagedProcess] = []
     env = dict(os.environ)
+    stopping = threading.Event()
 
     def stop_all(*_: object) -> None:
         raise KeyboardInterrupt
@@ -233,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
         def show(output) -> None:
             with dagster_log:
-                pump(output, dagster_log, sys.stderr, verbose=verbose)
+                pump(output, dagster_log, sys.stderr, verbose=verbose, mute=stopping)
 
         dagster = ManagedProcess(
             "dagster dev",
@@ -261,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             stop_bootstrap.set()
     except KeyboardInterrupt:
-        log.info("stopping")
+        stopping.set()
+        log.info("stopping (dagster dev's last words: %s)", logs / "dagster.log")
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
