@@ -118,12 +118,6 @@ def forget_broker_offsets(dagster_home: Path, env: dict[str, str], sensor_name: 
     cursor was changed."""
     import dagster as dg
 
-    with warnings.catch_warnings():
-        # Importing the sensor's package defines assets, whose beta-parameter warnings are
-        # for their authors, not for someone starting the stack.
-        warnings.simplefilter("ignore")
-        import nova_jobs.deadletter.replay_sensor  # noqa: F401
-
     previous = {name: os.environ.get(name) for name in ("DAGSTER_HOME", "MAX_CONCURRENT_JOBS")}
     os.environ.update({name: env[name] for name in previous if name in env})  # dagster.yaml reads them
     try:
@@ -171,6 +165,12 @@ def stack_banner(env: dict[str, str], ours: set[str], ui_port: int, exporter_por
 
 
 def run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    # Importing our packages defines assets; Dagster's notes about beta parameters are for their
+    # authors (they stay in the code server's output, in the log file), not for someone starting the stack.
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.simplefilter("ignore", category)
     root = _project_root()
     state = (root / args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
