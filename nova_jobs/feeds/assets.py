@@ -11,11 +11,19 @@ from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import iso_z, parse_as_of
+from nova_jobs.observability.checks import (
+    KeySample,
+    cache_check_spec,
+    content_check_results,
+    content_check_specs,
+)
+from nova_jobs.observability.freshness import without_freshness_checks
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.warehouse.active_users import resolve_active_days
 
 FEEDS_KEY = dg.AssetKey(["cache", "feeds"])
+FEEDS_CHECKS = cache_check_spec("cache_warmer")
 
 FEED_K8S_CONFIG = {
     "container_config": {
@@ -45,6 +53,7 @@ class FeedsConfig(dg.Config):
     retry_policy=NOVA_RETRY_POLICY,
     op_tags={"dagster-k8s/config": FEED_K8S_CONFIG},
     metadata={"redis_key_pattern": FEED_KEY_PREFIX + "{user_id}", "feed_size": FEED_SIZE},
+    check_specs=content_check_specs(FEEDS_CHECKS),
     description=(
         "The first screen of the home feed for Nova's most active users, ready in "
         f"`{FEED_KEY_PREFIX}{{user_id}}` so their app opens instantly: the best recent posts "
@@ -70,9 +79,13 @@ def feeds(
         reraise_classified(error, "bad cache warmer configuration")
 
     errors: list[str] = []
+    sample = KeySample(FEEDS_CHECKS)
     try:
         with clickhouse.get_client() as client:
-            stats = warm_feeds(client, redis.get_client(), database, now, active_days, target_users, ttl, jitter, errors)
+            stats = warm_feeds(
+                client, redis.get_client(), database, now, active_days, target_users, ttl, jitter, errors,
+                observe=sample,
+            )
     except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
         reraise_classified(error, f"cache warmer on {clickhouse.display_url}")
 
@@ -88,13 +101,14 @@ def feeds(
             "ttl_seconds": ttl,
             "ttl_jitter_seconds": jitter,
             "as_of": iso_z(now),
-        }
+        },
+        check_results=content_check_results(FEEDS_CHECKS, sample.pairs),
     )
 
 
 cache_warmer_job, cache_warmer_schedule = scheduled_job(
     "cache_warmer",
-    dg.AssetSelection.assets(FEEDS_KEY),
+    without_freshness_checks(FEEDS_KEY),
     "* * * * *",
     "Refresh nova:cache:feed:{user_id} for the most active users.",
     # The run pod does the work (one step): it gets the step's resources.

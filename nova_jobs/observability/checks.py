@@ -1,16 +1,23 @@
-"""Asset checks on what the cache jobs wrote, read back from Redis as the Nova API reads it.
+"""Asset checks on what the cache jobs write, as the Nova API reads it.
 
 Every cache asset gets four checks: the value is valid JSON (a list of objects with an id and a
 score), it is ranked (score descending, then id ascending), it holds no id twice, and it holds
-at most K entries. Caches of one key per user are checked on a sample of keys. Each cache also
-gets a freshness check: stale when not updated within twice its refresh interval.
+at most K entries. Caches of one key per user are checked on a sample of keys. The trending and
+feed assets declare these checks (`content_check_specs`) and evaluate them in their own step on
+the values they have just written (`content_check_results`), so a run is one step; the sharded
+suggestions asset has no step that sees every value, so its checks read Redis back in a step of
+their own (`build_cache_checks`).
+
+Each cache also gets a freshness check: stale when not updated within twice its refresh
+interval. Only its sensor runs it, never the cache job (`freshness.without_freshness_checks`): a run per
+evaluation that can change the answer, not a step in every refresh.
 
 Adding a cache is one line in CACHE_CHECKS.
 """
 
 import json
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,6 +27,7 @@ import dagster as dg
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import setting_int
+from nova_jobs.observability.freshness import FRESHNESS_CHECK_NAME
 from nova_jobs.observability.jobs import JOB_INTERVALS, STALE_AFTER_INTERVALS
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX
@@ -142,41 +150,79 @@ def read_cache(client, spec: CacheCheckSpec) -> Iterator[tuple[str, Any]]:
         yield from zip(chunk, client.mget(chunk))
 
 
-def build_cache_checks(spec: CacheCheckSpec) -> dg.AssetChecksDefinition:
-    name = "__".join(spec.asset_key.path)
+def cache_check_spec(job_name: str) -> CacheCheckSpec:
+    return next(spec for spec in CACHE_CHECKS if spec.job_name == job_name)
+
+
+def content_check_specs(spec: CacheCheckSpec) -> list[dg.AssetCheckSpec]:
     descriptions = {
         "json_valid": f"`{spec.key}` holds a JSON list of objects with an integer `{spec.id_field}` and a numeric `score`.",
         "ranked": f"Ranked by score descending, then `{spec.id_field}` ascending, as the contract says.",
         "no_duplicates": f"No `{spec.id_field}` appears twice in one list.",
         "at_most_k": "No list is longer than its configured size (K).",
     }
+    return [dg.AssetCheckSpec(check, asset=spec.asset_key, description=descriptions[check]) for check in CHECK_NAMES]
+
+
+def inspect_values(spec: CacheCheckSpec, values: Iterable[tuple[str, Any]]) -> tuple[Findings, int]:
+    max_items = spec.max_items()
+    findings = Findings()
+    for key, raw in values:
+        inspect_value(findings, key, raw, spec, max_items)
+    return findings, max_items
+
+
+def check_results(spec: CacheCheckSpec, findings: Findings, max_items: int) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            asset_key=spec.asset_key,
+            check_name=check,
+            passed=findings.counts[check] == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "keys_checked": findings.keys,
+                "entries_checked": findings.entries,
+                "max_items": max_items,
+                "problems": findings.counts[check],
+                "examples": dg.MetadataValue.json(findings.problems[check]),
+            },
+        )
+        for check in CHECK_NAMES
+    ]
+
+
+def content_check_results(spec: CacheCheckSpec, values: Iterable[tuple[str, Any]]) -> list[dg.AssetCheckResult]:
+    """The content checks on (key, value) pairs a step has just written (for one key per
+    user, the caller passes a sample of them)."""
+    return check_results(spec, *inspect_values(spec, values))
+
+
+class KeySample:
+    """The first `spec.sample_keys` (key, value) pairs of a stream, taken as they pass by."""
+
+    def __init__(self, spec: CacheCheckSpec) -> None:
+        self.limit = spec.sample_keys
+        self.pairs: list[tuple[str, str]] = []
+
+    def __call__(self, key: str, value: str) -> None:
+        if len(self.pairs) < self.limit:
+            self.pairs.append((key, value))
+
+
+def build_cache_checks(spec: CacheCheckSpec) -> dg.AssetChecksDefinition:
+    """The content checks in a step of their own, reading the values back from Redis."""
+    name = "__".join(spec.asset_key.path)
 
     @dg.multi_asset_check(
         name=f"{name}_contents",
-        specs=[dg.AssetCheckSpec(check, asset=spec.asset_key, description=descriptions[check]) for check in CHECK_NAMES],
+        specs=content_check_specs(spec),
         description=f"What the Nova API reads from `{spec.key}`, checked after each refresh.",
         retry_policy=NOVA_RETRY_POLICY,
     )
     def cache_contents(context: dg.AssetCheckExecutionContext, redis: RedisResource) -> Iterator[dg.AssetCheckResult]:
-        max_items = spec.max_items()
-        findings = Findings()
-        for key, raw in read_cache(redis.get_client(), spec):
-            inspect_value(findings, key, raw, spec, max_items)
+        findings, max_items = inspect_values(spec, read_cache(redis.get_client(), spec))
         context.log.info(f"checked {findings.keys} key(s), {findings.entries} entries of {spec.key}: {findings.counts}")
-        for check in CHECK_NAMES:
-            yield dg.AssetCheckResult(
-                asset_key=spec.asset_key,
-                check_name=check,
-                passed=findings.counts[check] == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "keys_checked": findings.keys,
-                    "entries_checked": findings.entries,
-                    "max_items": max_items,
-                    "problems": findings.counts[check],
-                    "examples": dg.MetadataValue.json(findings.problems[check]),
-                },
-            )
+        yield from check_results(spec, findings, max_items)
 
     return cache_contents
 
@@ -198,8 +244,13 @@ def build_freshness_checks(specs: Sequence[CacheCheckSpec]) -> list[dg.AssetChec
     return checks
 
 
-cache_content_checks = [build_cache_checks(spec) for spec in CACHE_CHECKS]
+# Trending and feeds check their values in their own step (see the module docstring).
+CHECKED_IN_STEP = {"trending_1h", "trending_24h", "trending_7d", "cache_warmer"}
+cache_content_checks = [build_cache_checks(spec) for spec in CACHE_CHECKS if spec.job_name not in CHECKED_IN_STEP]
 freshness_checks = build_freshness_checks(CACHE_CHECKS)
+
+# The cache jobs leave these to the sensor by name (`freshness.without_freshness_checks`).
+assert {key.name for checks in freshness_checks for key in checks.check_keys} == {FRESHNESS_CHECK_NAME}
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.SupersessionWarning)
     freshness_sensor = dg.build_sensor_for_freshness_checks(
