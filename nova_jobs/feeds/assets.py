@@ -11,19 +11,22 @@ from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import iso_z, parse_as_of
-from nova_jobs.observability.checks import (
+from nova_jobs.lib.cache_checks import (
+    CacheCheckSpec,
     KeySample,
-    cache_check_spec,
     content_check_results,
     content_check_specs,
+    without_freshness_checks,
 )
-from nova_jobs.observability.freshness import without_freshness_checks
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.warehouse.active_users import resolve_active_days
 
 FEEDS_KEY = dg.AssetKey(["cache", "feeds"])
-FEEDS_CHECKS = cache_check_spec("cache_warmer")
+FEEDS_CHECKS = CacheCheckSpec(
+    FEEDS_KEY, "cache_warmer", f"{FEED_KEY_PREFIX}*", "post_id", lambda: FEED_SIZE,
+    reason_order=("followed", "trending"), ranked_reasons=("followed", "trending"),
+)
 
 FEED_K8S_CONFIG = {
     "container_config": {

@@ -4,7 +4,7 @@ import dagster as dg
 
 from nova_jobs.executors import executor_for_sharded_jobs
 from nova_jobs.lib.jobs import scheduled_job
-from nova_jobs.observability.freshness import without_freshness_checks
+from nova_jobs.lib.cache_checks import without_freshness_checks
 from nova_jobs.suggestions.assets import SUGGESTED_USERS_KEY
 
 

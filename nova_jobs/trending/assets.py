@@ -9,12 +9,13 @@ from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import Stopwatch, iso_z, parse_as_of
-from nova_jobs.observability.checks import (
-    cache_check_spec,
+from nova_jobs.lib.cache_checks import (
+    CacheCheckSpec,
     content_check_results,
     content_check_specs,
+    top_k_setting,
+    without_freshness_checks,
 )
-from nova_jobs.observability.freshness import without_freshness_checks
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.trending.queries import query_trending_with_stats
@@ -33,6 +34,10 @@ def trending_asset_key(window: TrendingWindow) -> dg.AssetKey:
     return dg.AssetKey(["cache", window.job_name])
 
 
+def trending_checks(window: TrendingWindow) -> CacheCheckSpec:
+    return CacheCheckSpec(trending_asset_key(window), window.job_name, window.redis_key, "post_id", top_k_setting("TRENDING_TOPK", 50))
+
+
 def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
     @dg.asset(
         key=trending_asset_key(window),
@@ -46,7 +51,7 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
             f"counting most (decay {window.decay} per hour). Refreshed on `{window.cron}`."
         ),
         metadata={"redis_key": window.redis_key, "window": window.name, "decay": window.decay},
-        check_specs=content_check_specs(cache_check_spec(window.job_name)),
+        check_specs=content_check_specs(trending_checks(window)),
     )
     def trending_cache(
         context: dg.AssetExecutionContext,
@@ -104,13 +109,14 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
                 "elapsed_ms": watch.elapsed_ms,
                 "top_post_ids": dg.MetadataValue.json([item["post_id"] for item in items[:10]]),
             },
-            check_results=content_check_results(cache_check_spec(window.job_name), [(window.redis_key, dumps(items))]),
+            check_results=content_check_results(trending_checks(window), [(window.redis_key, dumps(items))]),
         )
 
     return trending_cache
 
 
 trending_assets = [build_trending_asset(window) for window in WINDOWS.values()]
+TRENDING_CHECKS = [trending_checks(window) for window in WINDOWS.values()]
 
 _jobs_and_schedules = [
     scheduled_job(
