@@ -151,3 +151,17 @@ def differing_keys(plain: Iterable[tuple[str, str]], written: dict[str, str | by
         key for key, value in plain
         if written.get(key) is None or not same_items(json.loads(value), json.loads(written[key]))
     ]
+
+
+# Suggestion keys of users the fan-out caps can reach (more followees than `max_followees`, or
+# a followee following more than `max_per_followee`): the contract promises the exact lists
+# only under the caps, so the comparison leaves these out (and the bench says how many).
+CAPPED_SUGGESTION_KEYS_SQL = """
+WITH wide AS (
+  SELECT follower_id FROM {db:Identifier}.follows GROUP BY follower_id HAVING count() > {max_per_followee:UInt64}
+)
+SELECT concat({key_prefix:String}, toString(follower_id)) AS key
+FROM {db:Identifier}.follows
+GROUP BY follower_id
+HAVING count() > {max_followees:UInt64} OR countIf(followee_id IN wide) > 0
+"""
