@@ -12,11 +12,22 @@ from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import iso_z, parse_as_of
+from nova_jobs.lib.cache_checks import (
+    CacheCheckSpec,
+    KeySample,
+    content_check_results,
+    content_check_specs,
+    without_freshness_checks,
+)
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.warehouse.active_users import resolve_active_days
 
 FEEDS_KEY = dg.AssetKey(["cache", "feeds"])
+FEEDS_CHECKS = CacheCheckSpec(
+    FEEDS_KEY, "cache_warmer", f"{FEED_KEY_PREFIX}*", "post_id", lambda: FEED_SIZE,
+    reason_order=("followed", "trending"), ranked_reasons=("followed", "trending"),
+)
 
 FEED_K8S_CONFIG = {
     "container_config": {
@@ -66,6 +77,7 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
         retry_policy=retry_policy,
         op_tags={"dagster-k8s/config": FEED_K8S_CONFIG},
         metadata={"redis_key_pattern": FEED_KEY_PREFIX + "{user_id}", "feed_size": FEED_SIZE},
+        check_specs=content_check_specs(FEEDS_CHECKS),
         description=(
             "The first screen of the home feed for Nova's most active users, ready in "
             f"`{FEED_KEY_PREFIX}{{user_id}}` so their app opens instantly: the best recent posts "
@@ -92,9 +104,11 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
             reraise_classified(error, "bad cache warmer configuration")
 
         writes = BulkWriteResult()
+        sample = KeySample(FEEDS_CHECKS)
         try:
             with clickhouse.get_client() as client:
-                stats = warm_feeds(client, redis.get_client(), database, now, active_days, target_users, ttl, jitter, writes)
+                stats = warm_feeds(client, redis.get_client(), database, now, active_days, target_users, ttl, jitter,
+                                   writes, observe=sample)
         except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
             reraise_classified(error, f"cache warmer on {clickhouse.display_url}")
 
@@ -115,7 +129,8 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
                 "ttl_jitter_seconds": jitter,
                 "max_failed_keys": max_failed_keys,
                 "as_of": iso_z(now),
-            }
+            },
+            check_results=content_check_results(FEEDS_CHECKS, sample.pairs),
         )
 
     return feeds
@@ -126,7 +141,7 @@ feeds = build_feeds_asset()
 
 cache_warmer_job, cache_warmer_schedule = scheduled_job(
     "cache_warmer",
-    dg.AssetSelection.assets(FEEDS_KEY),
+    without_freshness_checks(FEEDS_KEY),
     "* * * * *",
     "Refresh nova:cache:feed:{user_id} for the most active users.",
     # The run pod does the work (one step): it gets the step's resources.
