@@ -27,3 +27,15 @@ def retry_grace_seconds() -> int:
     """How long a failed run may lack `dagster/will_retry` before it counts as dead (the tag
     is added just after the failure when run retries are on)."""
     return setting_int("NOVA_DLQ_RETRY_GRACE_SECONDS", default=30, minimum=0)
+
+
+def max_replays_per_tick() -> int:
+    """Automatic replays the replay sensor requests per tick (the rest wait for the next tick),
+    so an outage's backlog does not queue ahead of the schedules."""
+    return setting_int("NOVA_DLQ_MAX_REPLAYS_PER_TICK", default=10, minimum=1)
+
+
+def max_waiting() -> int:
+    """Messages the replay sensor keeps waiting in its cursor; beyond that it stops reading the
+    topic's partition (nothing is dropped) until some have been replayed or superseded."""
+    return setting_int("NOVA_DLQ_MAX_WAITING", default=1000, minimum=1)
