@@ -156,39 +156,39 @@ def _no_constant(text: str) -> Any:
     raise ValueError(f"{text} is not JSON")
 
 
-def _depth(value: Any) -> int:
+def _depth(value: Any, limit: int) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
         if isinstance(item, dict | list):
             deepest = max(deepest, level)
-            if level > MAX_DEPTH:
+            if level > limit:
                 return level
             stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
     return deepest
 
 
-def load_json(value: bytes | str | None) -> Any:
+def load_json(value: bytes | str | None, max_bytes: int = MAX_RECORD_BYTES, max_depth: int = MAX_DEPTH) -> Any:
     """A record's JSON value, refusing what could hurt the reader: more than `MAX_RECORD_BYTES`,
     nesting deeper than `MAX_DEPTH`, huge integers, NaN and overflowing numbers, text that is
     not UTF-8. Raises MalformedMessage saying why."""
     if value is None:
         raise MalformedMessage("empty record")
-    if len(value) > MAX_RECORD_BYTES:
-        raise MalformedMessage(f"record of {len(value)} bytes, more than {MAX_RECORD_BYTES}")
+    if len(value) > max_bytes:
+        raise MalformedMessage(f"record of {len(value)} bytes, more than {max_bytes}")
     try:
         data = json.loads(value, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except RecursionError:
         raise MalformedMessage("JSON nested too deeply") from None
     except (UnicodeDecodeError, ValueError, TypeError) as error:
         raise MalformedMessage(f"not JSON: {str(error)[:200]}") from None
-    _check_document(data)
+    _check_document(data, max_depth)
     return data
 
 
-def _check_document(data: Any) -> None:
-    if _depth(data) > MAX_DEPTH:
-        raise MalformedMessage(f"JSON nested deeper than {MAX_DEPTH}")
+def _check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
+    if _depth(data, max_depth) > max_depth:
+        raise MalformedMessage(f"JSON nested deeper than {max_depth}")
     try:
         # Lone surrogates parse, but cannot be written back as UTF-8 (keys, logs, decisions).
         json.dumps(data, ensure_ascii=False).encode("utf-8")
