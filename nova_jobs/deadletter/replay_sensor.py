@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -126,13 +126,16 @@ class ReplayState:
         return cls(data.offsets, data.waiting, data.awaiting, data.counts, data.parked, data.parked_untracked,
                    data.skipped)
 
-    def summary(self) -> dict[str, dict[str, int]]:
-        """Per job: messages waiting and parked now, skipped so far (what the exporter shows)."""
+    def summary(self, jobs: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+        """Per job (each of `jobs`, and any other with something to count): messages waiting and
+        parked now, skipped so far (what the exporter shows)."""
         table: dict[str, dict[str, int]] = {}
 
         def row(job: str) -> dict[str, int]:
             return table.setdefault(job, {states.WAITING: 0, states.PARKED: 0, states.SKIPPED: 0})
 
+        for job in jobs:
+            row(job)
         for entry in self.waiting:
             row(str((entry.get("message") or {}).get("job_name") or UNKNOWN_JOB))[states.WAITING] += 1
         for job in self.parked.values():
@@ -143,11 +146,11 @@ class ReplayState:
             row(job)[states.SKIPPED] += count
         return table
 
-    def dump(self) -> str:
+    def dump(self, jobs: Iterable[str] = ()) -> str:
         return json.dumps(
             {"offsets": self.offsets, "waiting": self.waiting, "awaiting": self.awaiting, "parked": self.parked,
              "parked_untracked": self.parked_untracked, "counts": self.counts, "skipped": self.skipped,
-             "summary": self.summary()},
+             "summary": self.summary(jobs)},
             separators=(",", ":"),
         )
 
@@ -516,8 +519,8 @@ def build_replay_sensor(jobs: Sequence[Any], name: str = "dlq_replay_sensor") ->
             summary += f"; {len(resets)} offset(s) reset"
         if not planner.run_requests:
             return dg.SensorResult(skip_reason=f"{len(records)} records read: {summary}; {len(planner.waiting)} waiting",
-                                   cursor=new_state.dump())
+                                   cursor=new_state.dump(by_name))
         context.log.info(f"DLQ replay tick: {len(records)} records read: {summary}")
-        return dg.SensorResult(run_requests=planner.run_requests, cursor=new_state.dump())
+        return dg.SensorResult(run_requests=planner.run_requests, cursor=new_state.dump(by_name))
 
     return dlq_replay_sensor
