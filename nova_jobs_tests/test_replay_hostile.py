@@ -68,28 +68,34 @@ def list_rows(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-@pytest.mark.parametrize("case", sorted(POISON))
-def test_a_poison_record_is_skipped_and_the_next_one_replayed(case, kafka, instance, capsys):
+def test_each_poison_record_is_skipped_and_the_good_one_after_it_replayed(kafka, instance, capsys):
     defs = make_defs(kafka)
     start = ends(kafka)
-    good = message()
-    send(kafka, DLQ_TOPIC, [POISON[case](), encode(good)])
+    cases = sorted(POISON)
+    # Each poison record followed by a good message of its own job (one replay per job in flight).
+    goods = [message(["plain", "other", "daily"][i % 3], partition_key=f"2026-11-{i + 1:02d}" if i % 3 == 2 else None)
+             for i in range(len(cases))]
+    send(kafka, DLQ_TOPIC, [value for case, good in zip(cases, goods) for value in (POISON[case](), encode(good))])
     after = ends(kafka)
+    partition, first = grown(start, after, DLQ_TOPIC)
 
     result = tick(defs, instance, kafka, ReplayState(offsets=start).dump())
 
-    assert [r.tags["nova/replay_of"] for r in result.run_requests] == [good["run_id"]]
     assert ReplayState.load(result.cursor).offsets[DLQ_TOPIC] == after[DLQ_TOPIC]
     new = decisions(kafka, start)
-    [skipped] = [d for d in new if d["state"] == "skipped"]
-    assert skipped["reason"] in {"malformed", "bad_partition"}
-    assert skipped["detail"]
-    partition, first = grown(start, after, DLQ_TOPIC)
-    assert (skipped["source"]["partition"], skipped["source"]["offset"]) == (partition, first)
-    assert [d["state"] for d in new if d["run_id"] == good["run_id"]] == ["replayed"]
+    skipped = {d["source"]["offset"] - first: d for d in new if d["state"] == "skipped"}
+    assert sorted(skipped) == [2 * i for i in range(len(cases))], "exactly the poison records are skipped"
+    for i, case in enumerate(cases):
+        assert skipped[2 * i]["source"]["partition"] == partition
+        assert skipped[2 * i]["reason"] == ("bad_partition" if "partition" in case else "malformed"), case
+        assert skipped[2 * i]["detail"], case
+    decided = {d["run_id"]: d["state"] for d in new if d["state"] != "skipped"}
+    assert all(decided.get(good["run_id"]) in {"replayed", "waiting"} for good in goods)
+    # One replay per job and partition: the three daily partitions, one of other, one of plain.
+    assert sorted(r.job_name for r in result.run_requests) == ["daily", "daily", "daily", "other", "plain"]
 
-    rows = [row for row in list_rows(capsys) if row["source"] == f"{DLQ_TOPIC}[{partition}]@{first}"]
-    assert [row["state"] for row in rows] == ["skipped"]
+    listed = {row["source"]: row["state"] for row in list_rows(capsys)}
+    assert all(listed[f"{DLQ_TOPIC}[{partition}]@{first + 2 * i}"] == "skipped" for i in range(len(cases)))
 
 
 def test_a_poison_replay_request_is_skipped_and_a_good_one_carried_out(kafka, instance, capsys):
@@ -102,6 +108,7 @@ def test_a_poison_replay_request_is_skipped_and_a_good_one_carried_out(kafka, in
         b"\xff\xfe not json",
         encode({**good_request, "message": {**parked, "retry_count": "three"}}),
         encode({**good_request, "request_id": ["x"]}),
+        encode({**good_request, "message": 7}),
         encode(good_request),
     ])
     partition, first = grown(start, ends(kafka), CONTROL_TOPIC)
@@ -109,15 +116,16 @@ def test_a_poison_replay_request_is_skipped_and_a_good_one_carried_out(kafka, in
     [request] = result.run_requests
     assert request.tags["nova/replay_request"] == good_request["request_id"]
     skipped = [d for d in decisions(kafka, start) if d["state"] == "skipped"]
-    assert [(d["source"]["partition"], d["source"]["offset"] - first) for d in skipped] == [(partition, i) for i in range(3)]
+    assert [(d["source"]["partition"], d["source"]["offset"] - first) for d in skipped] == [(partition, i) for i in range(4)]
     assert all(d["reason"] == "malformed" for d in skipped)
-    assert ReplayState.load(result.cursor).offsets[CONTROL_TOPIC][str(partition)] >= first + 4
+    assert ReplayState.load(result.cursor).offsets[CONTROL_TOPIC][str(partition)] >= first + 5
     list_rows(capsys)  # lists without crashing
 
 
-def test_a_corrupt_cursor_starts_over_instead_of_failing_every_tick(kafka, instance):
+def test_a_corrupt_cursor_starts_over_instead_of_failing_every_tick(kafka, instance, monkeypatch):
+    monkeypatch.setenv("NOVA_DLQ_MAX_REPLAYS_PER_TICK", "1000")
     defs = make_defs(kafka)
-    good = message()
+    good = message("daily", partition_key="2026-10-15")  # no other test's replay of it is in flight
     send(kafka, DLQ_TOPIC, [encode(good)])
     for cursor in ("{not json", '{"offsets": {"jobs-dlq": {"0": "x"}}}', '{"waiting": 5}', "[]"):
         result = tick(defs, instance, kafka, cursor)
@@ -141,7 +149,7 @@ HOSTILE = [
     ("retry_count", '"three"'), ("retry_count", "[1]"), ("retry_count", "1e400"), ("retry_count", "9" * 5000),
     ("retry_count", "-1"), ("retry_count", "3.5"), ("retry_count", "true"), ("retry_count", "NaN"),
     ("correlation_id", '""'), ("correlation_id", "{}"), ("run_id", "null"), ("run_id", '"a b"'),
-    ("partition_key", '"2026-11-01"'), ("partition_key", "7"), ("context", '"text"'),
+    ("partition_key", '"2026-13-45"'), ("partition_key", "7"), ("context", '"text"'),
     ("context", "[" * 3000 + "]" * 3000), ("context", '{"a":' * 40 + "1" + "}" * 40),
     ("replay_attempt", '"1"'), ("error", "[]"), ("error", json.dumps("e" * 70_000)),
 ]

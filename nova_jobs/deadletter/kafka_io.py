@@ -138,16 +138,26 @@ def read_from(
     next_offsets = {topic: dict(offsets.get(topic, {})) for topic in topics}
     consumer.assign(partitions)
     for tp in partitions:
-        start = max(next_offsets[tp.topic].get(str(tp.partition), 0), starts.get(tp, 0))
+        stored = next_offsets[tp.topic].get(str(tp.partition), 0)
+        start = max(stored, starts.get(tp, 0))
+        if on_reset is not None and 0 < stored < start:
+            on_reset(f"{tp.topic}[{tp.partition}]: records {stored}-{start - 1} were deleted (retention) before "
+                     "they were read")
         next_offsets[tp.topic][str(tp.partition)] = start
         consumer.seek(tp, start)
     records: list[Record] = []
     deadline = time.monotonic() + deadline_seconds
+    idle = 0
     while len(records) < max_records and time.monotonic() < deadline:
         behind = any(next_offsets[tp.topic][str(tp.partition)] < ends[tp] for tp in partitions)
         batch = consumer.poll(timeout_ms=500 if behind else 200, max_records=max_records - len(records))
         if not batch and not behind:
-            break
+            # Past the reported ends, one empty poll may only mean a slow fetch (a loaded broker).
+            idle += 1
+            if idle >= 2:
+                break
+            continue
+        idle = 0
         for tp, messages in batch.items():
             for message in messages:
                 if message.offset < next_offsets[tp.topic][str(tp.partition)]:

@@ -204,14 +204,16 @@ def _explain(error: ValidationError) -> str:
     return f"field {where!r}: {first['msg'][:200]}{more}"
 
 
-def parse_message(value: bytes | str | dict | None) -> DlqMessage:
+def parse_message(value: Any) -> DlqMessage:
     """A DLQ record's value as a message, or MalformedMessage saying why not. Never raises
     anything else, whatever the value."""
     if isinstance(value, dict):
         data = value
         _check_document(data)
-    else:
+    elif value is None or isinstance(value, bytes | str):
         data = load_json(value)
+    else:
+        raise MalformedMessage(f"a {type(value).__name__}, not a JSON object")
     if not isinstance(data, dict):
         raise MalformedMessage("not a JSON object")
     try:

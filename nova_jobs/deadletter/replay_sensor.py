@@ -69,8 +69,6 @@ CURSOR_MAX_DEPTH = MAX_DEPTH + 8  # a waiting entry holds a message
 REPLAY_START_TIMEOUT = timedelta(minutes=15)
 # Timestamps this far ahead of the sensor's clock are not a failure that happened.
 CLOCK_SKEW = timedelta(hours=1)
-IN_FLIGHT = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 Offset = Annotated[int, Field(ge=0)]
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
