@@ -4,6 +4,8 @@ import json
 
 import dagster as dg
 
+from nova_jobs.executors import restricted_k8s_config
+
 from nova_jobs.feeds.compute import warm_feeds
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE
 from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_max_failed_keys, resolve_ttl
@@ -29,30 +31,10 @@ FEEDS_CHECKS = CacheCheckSpec(
     reason_order=("followed", "trending"), ranked_reasons=("followed", "trending"),
 )
 
-FEED_K8S_CONFIG = {
-    "container_config": {
-        "resources": {
-            "requests": {"cpu": "1", "memory": "1Gi"},
-            "limits": {"cpu": "2", "memory": "2Gi"},
-        },
-        # Pod Security "restricted", whatever the launcher or executor adds (see executors.py).
-        "security_context": {
-            "allow_privilege_escalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "run_as_non_root": True,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        },
-    },
-    "pod_spec_config": {
-        "security_context": {
-            "run_as_non_root": True,
-            "run_as_user": 10001,
-            "run_as_group": 10001,
-            "fs_group": 10001,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        }
-    },
-}
+FEED_K8S_CONFIG = restricted_k8s_config({
+    "requests": {"cpu": "1", "memory": "1Gi"},
+    "limits": {"cpu": "2", "memory": "2Gi"},
+})
 
 
 class FeedsConfig(dg.Config):
