@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
-import dagster as dg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,31 +14,9 @@ from hypothesis import strategies as st
 from nova_jobs.cli import main as cli_main
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.replay_sensor import ReplayState
-from nova_jobs.localstack import ManagedProcess, tansu_process
-from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.dlq_helpers import decisions, encode, ends, grown, make_defs, message, send, tick
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
-    with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
-        yield broker
-
-
-@pytest.fixture
-def kafka(own_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> KafkaResource:
-    brokers = f"127.0.0.1:{own_broker.port}"
-    monkeypatch.setenv("KAFKA_BROKERS", brokers)
-    monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "0")
-    return KafkaResource(brokers=brokers)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def raw(data: dict, field: str, token: str) -> bytes:

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
-import dagster as dg
 import pytest
 
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.replay_sensor import ReplayState
-from nova_jobs.localstack import ManagedProcess, tansu_process
-from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.dlq_helpers import (
     daily_job,
     decisions,
@@ -32,26 +28,6 @@ from nova_jobs_tests.dlq_helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
-    with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
-        yield broker
-
-
-@pytest.fixture
-def kafka(own_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> KafkaResource:
-    brokers = f"127.0.0.1:{own_broker.port}"
-    monkeypatch.setenv("KAFKA_BROKERS", brokers)
-    monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "0")
-    return KafkaResource(brokers=brokers)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def replayed(result) -> list[str]:
