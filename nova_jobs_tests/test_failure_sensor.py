@@ -6,9 +6,7 @@ published tag after the broker acknowledged, and run-monitoring failures."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -240,86 +238,5 @@ def test_an_unknown_outside_failure_stays_permanent(tmp_path):
         assert build_message(instance, instance.get_run_by_id(run_id)).kind == "permanent"
 
 
-SLOW_JOB = '''
-import time
-import dagster as dg
-
-@dg.op
-def nap(context):
-    context.log.info("napping")
-    time.sleep(600)
-
-@dg.job(tags={"dagster/max_runtime": "2"})
-def slow_job():
-    nap()
-
-defs = dg.Definitions(jobs=[slow_job])
-'''
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what()}")
-
-
-@pytest.mark.slow
-def test_a_killed_worker_is_published_as_transient(tmp_path, monkeypatch):
-    """The worker is SIGKILLed; the daemon's run monitoring fails the run (through the job's max
-    runtime); its DLQ message says transient, so it is replayed."""
-    from nova_jobs.localstack import default_signals
-
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "run_monitoring:\n  enabled: true\n  poll_interval_seconds: 1\n  start_timeout_seconds: 60\n"
-        "telemetry:\n  enabled: false\n"
-    )
-    (tmp_path / "slow_job.py").write_text(SLOW_JOB)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    instance = dg.DagsterInstance.get()
-    # Create the sqlite storages here, before two processes race to create them.
-    instance.get_run_records(limit=1)
-    instance.fetch_materializations(dg.AssetKey("warm_up"), limit=1)
-    instance.all_instigator_state()
-    bin_dir = Path(os.sys.executable).parent
-    worker = subprocess.Popen(
-        [str(bin_dir / "dagster"), "job", "execute", "-f", str(tmp_path / "slow_job.py"), "-j", "slow_job"],
-        env=env, cwd=tmp_path, stdout=(tmp_path / "worker.log").open("wb"), stderr=subprocess.STDOUT,
-        preexec_fn=default_signals, start_new_session=True,
-    )
-    daemon = None
-    try:
-        started = wait_for(
-            lambda: instance.get_run_records(dg.RunsFilter(job_name="slow_job", statuses=[dg.DagsterRunStatus.STARTED])),
-            120, lambda: f"the slow run to start: {(tmp_path / 'worker.log').read_text()[-2000:]}",
-        )
-        run_id = started[0].dagster_run.run_id
-        os.killpg(worker.pid, 9)
-        worker.wait(10)
-        daemon = subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", "-f", str(tmp_path / "slow_job.py")],
-            env=env, cwd=tmp_path, stdout=(tmp_path / "daemon.log").open("wb"), stderr=subprocess.STDOUT,
-            preexec_fn=default_signals, start_new_session=True,
-        )
-        wait_for(
-            lambda: instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE,
-            120, lambda: f"run monitoring to fail the dead run: {(tmp_path / 'daemon.log').read_text()[-3000:]}",
-        )
-        message = build_message(instance, instance.get_run_by_id(run_id))
-        assert message.kind == "transient"
-        assert message.error_class.startswith("RunFailure.")
-    finally:
-        for process in (worker, daemon):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, 15)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, 9)
-                    process.wait(5)
+# A worker killed for real, failed by the daemon's run monitoring and dead-lettered as
+# transient: test_observability.py::test_killed_run_worker_is_counted_as_failed_and_dead_lettered_as_transient

@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nova_jobs.deadletter.message import build_message
 from nova_jobs.observability.checks import CACHE_CHECKS, Findings, inspect_value
 from nova_jobs.observability.health import health_report
 from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG, JOB_INTERVALS
@@ -212,9 +213,10 @@ def wait_for(predicate, timeout, what):
 
 
 @pytest.mark.slow
-def test_killed_run_worker_is_counted_as_failed(tmp_path, monkeypatch):
+def test_killed_run_worker_is_counted_as_failed_and_dead_lettered_as_transient(tmp_path, monkeypatch):
     """A run whose worker is SIGKILLed stays STARTED until the daemon's run monitoring marks it
-    failed (here through the job's max runtime); the exporter then counts it as a failure."""
+    failed (here through the job's max runtime); the exporter then counts it as a failure, and
+    its DLQ message says transient, so it is replayed."""
     from nova_jobs.localstack import default_signals
 
     home = tmp_path / "home"
@@ -265,6 +267,9 @@ def test_killed_run_worker_is_counted_as_failed(tmp_path, monkeypatch):
         assert stats.consecutive_failures == 1
         assert stats.last_failure_run_id == run_id
         assert stats.duration_count == 1
+        message = build_message(instance, instance.get_run_by_id(run_id))
+        assert message.kind == "transient"
+        assert message.error_class.startswith("RunFailure.")
     finally:
         for process in (worker, daemon):
             if process is not None and process.poll() is None:
