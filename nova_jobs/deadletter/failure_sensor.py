@@ -27,10 +27,9 @@ from nova_jobs.deadletter import settings
 from nova_jobs.deadletter.message import (
     DLQ_TOPIC,
     PARENT_RUN_TAG,
-    PUBLISHED_TAG,
     WILL_RETRY_TAG,
     build_message,
-    is_legacy_marker,
+    is_published,
     published_marker,
 )
 from nova_jobs.lib.redact import redact_text
@@ -72,20 +71,6 @@ class Position:
     def dump(self) -> str:
         return json.dumps({"after": self.after, "after_created": self.after_created, "open": self.open},
                           separators=(",", ":"))
-
-
-def is_published(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether this run's own message is on the topic (not one inherited from its parent)."""
-    value = run.tags.get(PUBLISHED_TAG)
-    if not value:
-        return False
-    if value == run.run_id:
-        return True
-    if not is_legacy_marker(value):
-        return False  # names another run: copied from the run this one re-executes
-    parent_id = run.tags.get(PARENT_RUN_TAG)
-    parent = instance.get_run_by_id(parent_id) if parent_id else None
-    return parent is None or parent.tags.get(PUBLISHED_TAG) != value
 
 
 def _retry_appeared(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -134,7 +119,7 @@ def sort_runs(instance: dg.DagsterInstance, records: list[dg.RunRecord], first_s
             if now - seen < stale:
                 result.waiting[run.run_id] = seen
             continue
-        if is_published(instance, run):
+        if is_published(run, instance):
             continue
         will_retry = run.tags.get(WILL_RETRY_TAG)
         if will_retry == "true":

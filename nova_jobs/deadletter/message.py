@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -256,13 +257,28 @@ def published_marker(run_id: str) -> dict[str, str]:
     return {PUBLISHED_TAG: run_id}
 
 
-def is_legacy_marker(value: str) -> bool:
-    """Markers written before they named their run held the publish time."""
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def is_published(run: dg.DagsterRun, instance: dg.DagsterInstance | None = None) -> bool:
+    """Whether the failure sensor published this run itself.
+
+    The marker names the run it was written for; a UI re-execution copies its parent's tags, so
+    a marker naming another run says nothing about this one. Markers written before they named
+    their run (a publish time) count as this run's own, unless `instance` shows the parent
+    carries the same one (then it was copied)."""
+    marker = run.tags.get(PUBLISHED_TAG)
+    if not marker:
         return False
-    return True
+    if run.run_id in marker:
+        return True
+    if _RUN_ID.search(marker):
+        return False
+    parent_id = run.tags.get(PARENT_RUN_TAG)
+    if instance is None or not parent_id:
+        return True
+    parent = instance.get_run_by_id(parent_id)
+    return parent is None or parent.tags.get(PUBLISHED_TAG) != marker
 
 
 def run_monitoring_reason(message: str | None) -> str | None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 
 import dagster as dg
 
-from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG
+from nova_jobs.deadletter.message import is_published
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +25,6 @@ REPLAY_STATES = ("waiting", "parked", "skipped")
 # The replay sensor's cursor names a handful of jobs; a corrupt one must not flood the scrape.
 MAX_SUMMARY_JOBS = 200
 MAX_COUNT = 2**53  # exact as a Prometheus float
-
-_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
-
-
-def is_published(run: dg.DagsterRun) -> bool:
-    """Whether the failure sensor published this run itself.
-
-    The marker's value names the run it was written for (older sensors wrote a timestamp). A
-    UI re-execution copies its parent's tags, so a marker naming another run says nothing
-    about this one.
-    """
-    marker = run.tags.get(DLQ_PUBLISHED_TAG)
-    if marker is None:
-        return False
-    return run.run_id in marker or not _RUN_ID.search(marker)
-
 
 def is_dead(run: dg.DagsterRun) -> bool:
     """Failed for good: a failure Dagster will not retry."""

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from nova_jobs.deadletter import settings as dlq_settings
-from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns, is_published
+from nova_jobs.deadletter.message import is_published
+from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns
 from nova_jobs.observability.jobs import DURATION_BUCKETS
 from nova_jobs.observability.sensor_ticks import SensorTicks, read_sensors
 
