@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from nova_jobs.lib.asset_jobs import nova_job_of
 from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class UnpublishedRuns:
 
     def observe(self, run: dg.DagsterRun, failed_at: float) -> None:
         if is_dead(run) and not is_published(run):
-            self.runs[run.run_id] = (run.job_name, failed_at)
+            self.runs[run.run_id] = (nova_job_of(run) or run.job_name, failed_at)
         else:
             self.runs.pop(run.run_id, None)
 

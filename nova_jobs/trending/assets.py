@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.cache import dumps, publish_with_meta
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
@@ -34,6 +35,7 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
         kinds={"clickhouse", "redis"},
         owners=["team:nova-jobs"],
         retry_policy=NOVA_RETRY_POLICY,
+        pool=pool_for(window.job_name),
         description=(
             f"The {window.name} trending list the Nova API serves from `{window.redis_key}`: the "
             f"top posts by weighted engagement over the last {window.name}, recent engagement "

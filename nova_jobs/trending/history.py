@@ -6,6 +6,7 @@ import time
 
 import dagster as dg
 
+from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError
@@ -41,6 +42,7 @@ class TrendingHistoryConfig(dg.Config):
     partitions_def=HISTORY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=24),
     retry_policy=NOVA_RETRY_POLICY,
+    pool=pool_for("trending_history"),
     description=(
         "The trending lists as they stood at the end of each hour, per window, in "
         "`trending_history` (read the newest `version` of each (window, as_of)). Re-running an "
