@@ -123,3 +123,30 @@ def test_exporter_counts_materialize_runs_under_the_nova_job_not_checks_runs(cli
     assert ledger.jobs["trending_1h"].runs["success"] == 1
     assert ledger.jobs["trending_1h"].items_processed == 0.0
     assert not [name for name in ledger.jobs if name.startswith("__")]
+
+
+def test_a_bad_scoring_in_the_launchpad_names_the_run_config_field(clickhouse, redis_url):
+    job = defs.resolve_job_def("trending_1h")
+    with pytest.raises(dg.DagsterInvalidConfigError) as caught:
+        job.execute_in_process(run_config={"ops": {"cache__trending_1h": {"config": {"scoring": "bogus"}}}})
+    assert "ops:cache__trending_1h:config:scoring" in str(caught.value)
+    assert "bogus" in str(caught.value)
+    assert "TRENDING_SCORING" not in str(caught.value)
+
+
+def test_a_bad_scoring_in_the_environment_names_the_variable(clickhouse, redis_url, monkeypatch):
+    monkeypatch.setenv("TRENDING_SCORING", "bogus")
+    result = defs.resolve_job_def("trending_1h").execute_in_process(raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "TRENDING_SCORING='bogus'" in str(failure.step_failure_data.error.to_string())
+
+
+def test_a_scoring_in_run_config_wins_over_the_environment(clickhouse, redis_url, monkeypatch, redis_client):
+    monkeypatch.setenv("TRENDING_SCORING", "decayed")
+    result = defs.resolve_job_def("trending_1h").execute_in_process(
+        run_config={"ops": {"cache__trending_1h": {"config": {"scoring": "seed"}}}})
+    assert result.success
+    import json
+
+    assert json.loads(redis_client.get("nova:cache:trending:1h:meta"))["scoring"] == "seed"

@@ -4,12 +4,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from datetime import timedelta
 
 from nova_jobs.lib.settings import SettingError, setting_choice, setting_int
 
 SCORINGS = ("decayed", "seed")
 DEFAULT_SCORING = "decayed"
+
+
+class Scoring(StrEnum):
+    """The run-config type of `scoring`: Dagster checks it when the run is launched, and a bad
+    value is reported at its run-config path (`ops.<op>.config.scoring`), never as the
+    environment variable it did not come from. The launchpad offers the choices."""
+
+    decayed = "decayed"
+    seed = "seed"
 
 
 @dataclass(frozen=True)
