@@ -18,18 +18,21 @@ import dagster as dg
 
 from nova_jobs.lib.asset_jobs import nova_job_of
 from nova_jobs.lib.settings import setting_int
-from nova_jobs.lib.tags import JOB_TAG, job_tags
+from nova_jobs.lib.tags import JOB_TAG, WAREHOUSE_TAG, job_tags
 
 DEFAULT_MAX_CONCURRENT_JOBS = 5
 
 
 def missing_nova_tags(run: dg.DagsterRun) -> dict[str, str]:
-    """The Nova tags a run lacks. A run that stands for no single Nova job (checks only, or
-    assets of several jobs) still counts as a warehouse run and gets a maximum runtime."""
+    """The Nova tags a run lacks. A run of assets of several jobs still counts as a warehouse
+    run; a run of checks only (the freshness sensor's) reads Redis alone. Every run gets a
+    maximum runtime."""
     job = nova_job_of(run)
     wanted = job_tags(job or "")
     if not job:
         del wanted[JOB_TAG]
+        if not run.asset_selection:
+            del wanted[WAREHOUSE_TAG]
     return {key: value for key, value in wanted.items() if key not in run.tags}
 
 
