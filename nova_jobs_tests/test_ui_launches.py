@@ -5,12 +5,18 @@ Nova job's name."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
-from dagster_graphql.test.utils import define_out_of_process_context, materialize_assets
+from dagster_graphql.test.utils import (
+    define_out_of_process_context,
+    execute_dagster_graphql,
+    infer_job_selector,
+    materialize_assets,
+)
 
 from nova_jobs.deadletter.message import build_message
 from nova_jobs.definitions import defs
@@ -67,6 +73,33 @@ def test_materialize_from_the_ui_is_tagged_and_pooled_like_the_job(project_root,
             assert run.tags["dagster/max_runtime"] == "1800"
             assert set(run.run_op_concurrency.all_pools) == {"nova_job.trending_1h"}
             assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
+ROOT_DEFAULT_YAML = """query($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) { ... on RunConfigSchema { rootDefaultYaml } } }"""
+
+
+def test_the_launchpad_scaffolds_the_config_fields_with_their_defaults(project_root, monkeypatch):
+    monkeypatch.chdir(project_root)
+    with dg.instance_for_test() as instance:
+        with define_out_of_process_context(str(project_root / "workspace.yaml"), None, instance) as context:
+            defaults = {}
+            for job in ("trending_1h", "trending_history"):
+                result = execute_dagster_graphql(context, ROOT_DEFAULT_YAML,
+                                                 variables={"selector": infer_job_selector(context, job)})
+                defaults[job] = yaml.safe_load(result.data["runConfigSchemaOrError"]["rootDefaultYaml"])
+    assert defaults["trending_1h"]["ops"]["cache__trending_1h"]["config"] == {"scoring": "decayed", "top_k": 50}
+    history = defaults["trending_history"]["ops"]["warehouse__trending_history"]["config"]
+    assert (history["scoring"], history["top_k"]) == ("decayed", 50)
+
+
+def test_a_field_left_at_its_default_keeps_the_environment_variable(clickhouse, redis_url, redis_client, monkeypatch):
+    monkeypatch.setenv("TRENDING_SCORING", "seed")
+    # What the launchpad submits when the user changes nothing.
+    result = defs.resolve_job_def("trending_1h").execute_in_process(
+        run_config={"ops": {"cache__trending_1h": {"config": {"scoring": "decayed", "top_k": 50}}}})
+    assert result.success
+    assert json.loads(redis_client.get("nova:cache:trending:1h:meta"))["scoring"] == "seed"
 
 
 def test_scheduled_job_run_keeps_its_own_tags(project_root, clickhouse, redis_url):
@@ -147,6 +180,4 @@ def test_a_scoring_in_run_config_wins_over_the_environment(clickhouse, redis_url
     result = defs.resolve_job_def("trending_1h").execute_in_process(
         run_config={"ops": {"cache__trending_1h": {"config": {"scoring": "seed"}}}})
     assert result.success
-    import json
-
     assert json.loads(redis_client.get("nova:cache:trending:1h:meta"))["scoring"] == "seed"

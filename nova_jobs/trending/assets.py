@@ -13,14 +13,16 @@ from nova_jobs.lib.timing import Stopwatch, iso_z, parse_as_of
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.trending.queries import query_trending, query_window_stats
-from nova_jobs.trending.windows import WINDOWS, Scoring, TrendingWindow, resolve_scoring, resolve_top_k
+from nova_jobs.trending.windows import DEFAULT_TOP_K, WINDOWS, Scoring, TrendingWindow, resolve_scoring, resolve_top_k
 
 
 class TrendingConfig(dg.Config):
-    """Per-run overrides; each falls back to its environment variable, then the contract."""
+    """Per-run overrides, shown in the launchpad at the contract's values. A field left at that
+    value takes its environment variable if set (a deployment's default), else the contract."""
 
-    scoring: Scoring | None = None  # unset: TRENDING_SCORING, then decayed
-    top_k: int | None = None  # TRENDING_TOPK
+    # At the contract's value, TRENDING_SCORING / TRENDING_TOPK still apply (see windows.py).
+    scoring: Scoring = Scoring.decayed
+    top_k: int = DEFAULT_TOP_K
     as_of: str | None = None  # ISO-8601 evaluation time; default: when the run computes
 
 

@@ -14,7 +14,7 @@ from nova_jobs.lib.tags import job_tags
 from nova_jobs.lib.timing import Stopwatch, iso_z
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.trending.queries import query_trending
-from nova_jobs.trending.windows import WINDOWS, Scoring, get_window, resolve_scoring, resolve_top_k
+from nova_jobs.trending.windows import DEFAULT_TOP_K, WINDOWS, Scoring, get_window, resolve_scoring, resolve_top_k
 from nova_jobs.warehouse.schema import create_history_table
 
 HISTORY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
@@ -30,8 +30,9 @@ WHERE (window, as_of, version) IN (
 
 class TrendingHistoryConfig(dg.Config):
     windows: list[str] = list(WINDOWS)
-    scoring: Scoring | None = None  # unset: TRENDING_SCORING, then decayed
-    top_k: int | None = None  # TRENDING_TOPK
+    # At the contract's value, TRENDING_SCORING / TRENDING_TOPK still apply (see windows.py).
+    scoring: Scoring = Scoring.decayed
+    top_k: int = DEFAULT_TOP_K
 
 
 @dg.asset(
