@@ -1,29 +1,40 @@
-"""`make bench`: every job at scale on this machine, next to its limits measured in the same run.
+"""`make bench`: every job at scale on this machine, as a schedule runs it, next to an
+independent limit measured in the same process, on two differently shaped data sets.
 
-Generates the demo data set into a fresh embedded store under `.nova/bench`, starts its own
-redis-server, then runs the five contract jobs' computations as their assets do (same
-functions, same defaults) and prints, per job: query, build and Redis time (Redis time is what
-the writer thread could not hide behind the query), total, users per second and peak RSS
-(sampled during the job: Python and the embedded ClickHouse); and the limits on the same data:
-the bare ClickHouse query (same SQL, rows streamed, nothing written) and a bare pipelined Redis
-write of as many values of the same mean size (same writer, no query). `vs_limit` is total /
-(bare query + bare Redis), `vs_query` is total / bare query.
+For each data shape (`demo`: the demo generator's; `heavy`: a heavy-tailed out-degree, some
+users following hundreds, and a few very popular accounts) the bench generates the data into a
+fresh embedded store under `.nova/bench`, starts its own redis-server and, per job, prints:
 
-`--caps-study` (on by default) then ranks a sample of active users with the default fan-out
-caps, tighter caps, and none, and prints the recall of the exact (uncapped) top lists and the
-time of each. Everything printed is also saved under `bench-results/`.
+- `job_s`: the whole job as the schedule runs it: the code location's own job (every step it
+  has, the run's own overhead, events written to a sqlite instance), executed in process, the
+  median of `--repeat` warm runs;
+- `step_s`: its asset's step(s) alone (from the run's step events), and `query_s` and
+  `redis_s` as the asset reports them;
+- `limit_s` = `plain_s` + `bare_redis_s` + `floor_s`: a plain formulation of the contract
+  (`bench_plain`, written from the contract, checked to give the same values as the job on
+  this data), a bare pipelined write of the same keys and values, and Dagster's floor (a
+  one-asset job that does nothing, run the same way, each of its runs right before one of the
+  job's); `vs_limit` = job_s / limit_s.
 
-    python -m nova_jobs.bench                  # 1,000,000 users (~20M follows, 20M events)
-    python -m nova_jobs.bench --scale small    # 50,000 users, a minute or two
+A run started by the daemon also starts a process (`dagster job execute`, ~3 s here) that
+neither side pays. `--caps-study` (on by default) then ranks a sample of active users with the
+default fan-out caps, tighter caps, and none. Everything printed is saved under `bench-results/`.
+
+    python -m nova_jobs.bench                          # 1,000,000 users per shape
+    python -m nova_jobs.bench --users 300000 --repeat 3
+    python -m nova_jobs.bench --scale small            # 50,000 users
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import statistics
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -34,33 +45,29 @@ from pathlib import Path
 import dagster as dg
 import redis as redis_lib
 
-from nova_jobs.demo.generate import DemoSize, generate_demo
-from nova_jobs.feeds.compute import warm_feeds
-from nova_jobs.feeds.queries import FEEDS_SQL, feed_params
-from nova_jobs.lib.cache import write_many
+from nova_jobs.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
+from nova_jobs.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
+from nova_jobs.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
+from nova_jobs.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
+from nova_jobs.bench_plain import differing_keys
+from nova_jobs.demo.generate import SHAPES, generate_demo
+from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
+from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
 from nova_jobs.localstack import redis_process
 from nova_jobs.resources.clickhouse import ClickHouseResource
-from nova_jobs.resources.redis import RedisResource
-from nova_jobs.suggestions.assets import DEFAULT_SHARDS
-from nova_jobs.suggestions.compute import ShardStats, compute_shard, plan_shard
-from nova_jobs.suggestions.queries import (
-    SUGGESTED_KEY_PREFIX,
-    SuggestionCaps,
-    follows_source,
-    lists_sql,
-    part_json_rows_sql,
-)
-from nova_jobs.trending.assets import build_trending_asset
-from nova_jobs.trending.queries import _params, trending_sql
+from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps, follows_source, lists_sql
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
 
 SCALES = {"small": 50_000, "default": 1_000_000}
 DATABASE = "nova"
 ACTIVE_DAYS = 7
-USERS_PER_QUERY = 50_000  # the suggested_users default (SUGGESTION_USERS_PER_QUERY)
 UNCAPPED = 10**9
+
+
+class OutputMismatch(AssertionError):
+    """A job and the plain formulation of its contract disagree: no figure is worth printing."""
 
 
 class PeakRss:
@@ -96,38 +103,146 @@ class PeakRss:
             self.peak_mb = max(self.peak_mb, self.current_mb())
 
 
-def bare_stream(client, sql: str, params: dict, value_column: int | None = None) -> tuple[float, int, int]:
-    """Seconds to run a query and stream every row, the rows, and the mean size of a column."""
+def timed(fn) -> tuple[float, object]:
     started = time.perf_counter()
-    rows = size = 0
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def stream_rows(client, sql: str, params: dict) -> list[tuple]:
+    rows: list[tuple] = []
     with client.query_row_block_stream(sql, parameters=params) as stream:
         for block in stream:
-            rows += len(block)
-            if value_column is not None:
-                size += sum(len(row[value_column]) for row in block)
-    return time.perf_counter() - started, rows, size // max(rows, 1)
+            rows.extend(block)
+    return rows
 
 
-def bare_redis(client: redis_lib.Redis, count: int, value_size: int, prefix: str) -> float:
-    """Seconds to SET (pipelined, with a TTL) `count` values of `value_size` bytes: the jobs'
-    own writer with nothing else to wait for."""
-    value = "x" * value_size
-    started = time.perf_counter()
-    write_many(client, ((f"{prefix}{i}", value) for i in range(count)), ttl_seconds=300)
-    elapsed = time.perf_counter() - started
-    for begin in range(0, count, 10_000):
-        client.delete(*(f"{prefix}{i}" for i in range(begin, min(begin + 10_000, count))))
-    return elapsed
+def read_back(cache: redis_lib.Redis, keys: list[str]) -> dict[str, bytes | None]:
+    values: dict[str, bytes | None] = {}
+    for begin in range(0, len(keys), 1000):
+        chunk = keys[begin : begin + 1000]
+        values.update(zip(chunk, cache.mget(chunk)))
+    return values
 
 
-def row(job, users, query, build, write, total, bare_query, bare_write, rss) -> dict:
-    limit = bare_query + bare_write
+def step_seconds(instance: dg.DagsterInstance, run_id: str, prefix: str) -> float:
+    """Seconds from start to success of the run's steps named `prefix...` (the asset's own
+    steps, not its checks' or the run's)."""
+    starts: dict[str, float] = {}
+    total = 0.0
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not (event.step_key or "").startswith(prefix) or event.step_key.endswith("_contents"):
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in starts:
+            total += entry.timestamp - starts.pop(event.step_key)
+    return total
+
+
+@dg.asset(key=["bench", "nothing"])
+def nothing() -> None:
+    """Dagster's floor: a one-asset job whose step does nothing."""
+
+
+class Runner:
+    """Runs the code location's own jobs in process on a sqlite instance, as a run worker
+    would (every step, every event written), `repeat` warm times after one discarded run."""
+
+    def __init__(self, instance: dg.DagsterInstance, repeat: int) -> None:
+        from nova_jobs.definitions import defs
+
+        self.defs = defs
+        self.instance = instance
+        self.repeat = repeat
+        self.floor_job = dg.Definitions(assets=[nothing], jobs=[dg.define_asset_job("nothing", [nothing])]).resolve_job_def("nothing")
+
+    def run(self, job_name: str, op: str, config: dict) -> dict:
+        """The median run (with its step time and metadata) and the floor's median, each floor
+        run right before a job run, so that both see the same machine."""
+        job = self.defs.resolve_job_def(job_name)
+        run_config = {"ops": {op: {"config": config}}}
+        job.execute_in_process(instance=self.instance, run_config=run_config)
+        self.floor_job.execute_in_process(instance=self.instance)
+        runs, floors = [], []
+        for _ in range(self.repeat):
+            floors.append(timed(lambda: self.floor_job.execute_in_process(instance=self.instance))[0])
+            seconds, result = timed(lambda: job.execute_in_process(instance=self.instance, run_config=run_config))
+            if not result.success:
+                raise RuntimeError(f"{job_name} failed in the bench")
+            metadata = {}
+            for materialization in result.asset_materializations_for_node(op):
+                metadata.update({k: v.value for k, v in materialization.metadata.items()})
+            runs.append({"job_s": seconds, "step_s": step_seconds(self.instance, result.run_id, op), "metadata": metadata})
+        runs.sort(key=lambda r: r["job_s"])
+        return {**runs[len(runs) // 2], "floor_s": statistics.median(floors)}
+
+
+def figures(shape: str, job: str, run: dict, query_ms: float, write_ms: float, plain: float, bare: float,
+            keys: int, rss: int) -> dict:
+    floor = run["floor_s"]
+    limit = plain + bare + floor
     return {
-        "job": job, "users": users, "query_s": query, "build_s": build, "redis_s": write, "total_s": total,
-        "users_per_s": users / total if total else 0.0, "bare_query_s": bare_query, "bare_redis_s": bare_write,
-        "vs_limit": total / limit if limit else 0.0, "vs_query": total / bare_query if bare_query else 0.0,
-        "peak_rss_mb": rss,
+        "shape": shape, "job": job, "keys": keys, "compared": keys, "job_s": run["job_s"], "step_s": run["step_s"],
+        "query_s": query_ms / 1000, "redis_s": write_ms / 1000, "plain_s": plain, "bare_redis_s": bare,
+        "floor_s": floor, "limit_s": limit, "vs_limit": run["job_s"] / limit if limit else 0.0, "peak_rss_mb": rss,
     }
+
+
+def median_timed(repeat: int, fn) -> tuple[float, object]:
+    fn()  # warm: neither side pays ClickHouse's cold start
+    runs = [timed(fn) for _ in range(repeat)]
+    return statistics.median(seconds for seconds, _ in runs), runs[-1][1]
+
+
+def bench_trending(runner: Runner, client, cache, shape: str, now: datetime, rss: PeakRss) -> list[dict]:
+    results = []
+    for window in WINDOWS.values():
+        with rss.measure():
+            run = runner.run(window.job_name, f"cache__{window.job_name}", {"as_of": iso_z(now), "scoring": "decayed"})
+        now_epoch = int(now.timestamp())
+        params = {"db": DATABASE, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
+                  "decay": window.decay, "top_k": window.top_k}
+        plain, rows = median_timed(runner.repeat, lambda: client.query(PLAIN_TRENDING_SQL, parameters=params).result_rows)
+        value = dumps([{"post_id": int(post_id), "score": float(score)} for post_id, score in rows])
+        written = read_back(cache, [window.redis_key])
+        if differing_keys([(window.redis_key, value)], written):
+            raise OutputMismatch(f"{shape} {window.job_name}: the job's list is not the plain formulation's")
+        meta = {"generated_at": iso_z(now), "run_id": "bench", "count": len(rows), "scoring": "decayed"}
+        bare, _ = median_timed(runner.repeat, lambda: publish_with_meta(cache, window.redis_key, written[window.redis_key], meta))
+        metadata = run["metadata"]
+        results.append(figures(shape, window.job_name, run, metadata["query_ms"], metadata["write_ms"],
+                               plain, bare, 2, rss.peak_mb))
+        print(results[-1], flush=True)
+    return results
+
+
+def bench_bulk(runner: Runner, client, cache, shape: str, job: str, op: str, config: dict, plain_sql: str,
+               params: dict, rss: PeakRss, partial: bool = False, capped_sql: str | None = None) -> dict:
+    """A job of one key per user. `partial`: the plain formulation yields only some of the
+    job's keys (feeds: users with followed posts); the bare write still writes every key.
+    `capped_sql`: keys the contract leaves to the fan-out caps, left out of the comparison."""
+    with rss.measure():
+        run = runner.run(job, op, config)
+    plain, rows = median_timed(runner.repeat, lambda: stream_rows(client, plain_sql, params))
+    plain_values = [(row[0], row[-1]) for row in rows]
+    written = read_back(cache, [key for key, _ in plain_values])
+    capped = {row[0] for row in client.query(capped_sql, parameters=params).result_rows} if capped_sql else set()
+    wrong = differing_keys([(key, value) for key, value in plain_values if key not in capped], written)
+    if wrong:
+        raise OutputMismatch(f"{shape} {job}: {len(wrong)} of {len(plain_values)} values differ from the plain formulation, e.g. {wrong[:3]}")
+    if partial:
+        prefix = plain_values[0][0].rsplit(":", 1)[0] + ":*" if plain_values else f"{FEED_KEY_PREFIX}*"
+        written.update(read_back(cache, [k.decode() for k in cache.scan_iter(match=prefix, count=10_000)]))
+    pairs = [(key, value.decode()) for key, value in written.items() if value is not None]
+    bare, _ = median_timed(runner.repeat, lambda: write_many(cache, iter(pairs), ttl_seconds=300))
+    metadata = run["metadata"]
+    result = figures(shape, job, run, metadata.get("query_ms", 0), metadata.get("write_ms", 0), plain, bare,
+                     len(pairs), rss.peak_mb)
+    result["compared"] = len(plain_values) - len(capped & {key for key, _ in plain_values})
+    print(result, flush=True)
+    return result
 
 
 def format_table(rows: list[dict], title: str) -> str:
@@ -142,81 +257,6 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.2f}" if value < 100 else f"{value:.0f}"
     return str(value)
-
-
-def bench_trending(client, cache, now: datetime, rss: PeakRss, resources: dict) -> list[dict]:
-    """Each trending job as Dagster runs it (the asset materialized in process: ranking, the
-    window's event counts, one MULTI/EXEC), next to its bare query. A discarded first bare
-    query warms ClickHouse, so neither side pays the cold start; a discarded first
-    materialization pays Dagster's one-time set-up (a real run also starts a process, ~3 s)."""
-    results = []
-    dg.materialize([build_trending_asset(WINDOWS["1h"])], resources=resources,
-                   run_config={"ops": {"cache__trending_1h": {"config": {"as_of": iso_z(now)}}}})
-    for window in WINDOWS.values():
-        params = {**_params(DATABASE, window, now), "top_k": window.top_k}
-        bare_stream(client, trending_sql("decayed"), params)
-        with rss.measure():
-            t0 = time.perf_counter()
-            run = dg.materialize(
-                [build_trending_asset(window)],
-                resources=resources,
-                run_config={"ops": {f"cache__{window.job_name}": {"config": {"as_of": iso_z(now), "scoring": "decayed"}}}},
-            )
-            total = time.perf_counter() - t0
-        metadata = run.asset_materializations_for_node(f"cache__{window.job_name}")[0].metadata
-        query = (metadata["query_ms"].value + metadata["stats_query_ms"].value) / 1000
-        write = metadata["write_ms"].value / 1000
-        bare_q, _, _ = bare_stream(client, trending_sql("decayed"), params)
-        value = cache.get(window.redis_key)
-        t4 = time.perf_counter()
-        cache.set("bench:trending", value)
-        bare_w = time.perf_counter() - t4
-        results.append(row(window.job_name, 1, query, total - query - write, write, total, bare_q, bare_w, rss.peak_mb))
-        print(results[-1], flush=True)
-    return results
-
-
-def bench_suggestions(client, cache, now: datetime, shards: int, measured: int, rss: PeakRss) -> dict:
-    """`measured` of the job's `shards` shard steps, one after the other (as the in-process
-    executor runs them), then the same queries bare."""
-    caps = SuggestionCaps()
-    total = ShardStats()
-    started = time.perf_counter()
-    with rss.measure():
-        for shard in range(measured):
-            stats = compute_shard(client, cache, DATABASE, now, ACTIVE_DAYS, caps, shard, shards, USERS_PER_QUERY)
-            for field in ShardStats.__dataclass_fields__:
-                setattr(total, field, getattr(total, field) + getattr(stats, field))
-    elapsed = time.perf_counter() - started
-    sql = part_json_rows_sql()
-    bare_q, rows, size = 0.0, 0, 0
-    for shard in range(measured):
-        base = {"db": DATABASE, **active_window(now, ACTIVE_DAYS), **caps.params(), "shards": shards, "shard": shard,
-                "key_prefix": SUGGESTED_KEY_PREFIX}
-        planned = time.perf_counter()
-        plan = plan_shard(client, base, USERS_PER_QUERY)
-        bare_q += time.perf_counter() - planned
-        for part in range(len(plan.parts)):
-            seconds, part_rows, part_size = bare_stream(client, sql, {**base, **plan.part_params(part)}, value_column=1)
-            bare_q, rows, size = bare_q + seconds, rows + part_rows, size + part_size * part_rows
-    bare_w = bare_redis(cache, rows, size // max(rows, 1), "bench:suggested:")
-    job = "suggested_users" + ("" if measured == shards else f" ({measured}/{shards} shards)")
-    result = row(job, total.users, total.query_ms / 1000, 0.0, total.write_ms / 1000, elapsed,
-                 bare_q, bare_w, rss.peak_mb)
-    print(result, total, flush=True)
-    return result
-
-
-def bench_feeds(client, cache, now: datetime, feed_users: int, rss: PeakRss) -> dict:
-    with rss.measure():
-        warm = warm_feeds(client, cache, DATABASE, now, ACTIVE_DAYS, feed_users, 120, 10)
-    params = feed_params(DATABASE, now, active_window(now, ACTIVE_DAYS)["active_start"], feed_users)
-    bare_q, rows, size = bare_stream(client, FEEDS_SQL, params, value_column=2)
-    bare_w = bare_redis(cache, rows, size, "bench:feed:")
-    result = row(f"cache_warmer ({feed_users:,})", warm.target_users, warm.query_ms / 1000, warm.build_ms / 1000,
-                 warm.write_ms / 1000, warm.elapsed_ms / 1000, bare_q, bare_w, rss.peak_mb)
-    print(result, warm, flush=True)
-    return result
 
 
 def caps_study(client, now: datetime, sample_share: int, per_user: int) -> list[dict]:
@@ -254,25 +294,39 @@ def caps_study(client, now: datetime, sample_share: int, per_user: int) -> list[
     return results
 
 
-def bench(users: int, feed_users: int, shards: int, measured_shards: int, workdir: Path,
-          caps_sample: int, seed: int = 7) -> tuple[list[dict], list[dict]]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = workdir.resolve() / "store"  # chdb wants an absolute path
+def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: Path, caps_sample: int,
+                seed: int = 7) -> tuple[list[dict], list[dict]]:
+    store = (workdir / shape).resolve() / "store"  # chdb wants an absolute path
     shutil.rmtree(store, ignore_errors=True)
-    now: datetime = utc_now()
+    now: datetime = utc_now().replace(microsecond=0)
     rss = PeakRss()
-    with redis_process(data_dir=workdir / "redis") as server:
+    with redis_process(data_dir=workdir / shape / "redis") as server, tempfile.TemporaryDirectory() as home:
         cache = redis_lib.Redis(port=server.port)
+        os.environ.update({"CLICKHOUSE_URL": f"chdb://{store}", "CLICKHOUSE_DATABASE": DATABASE,
+                           "REDIS_URL": f"redis://127.0.0.1:{server.port}/0",
+                           "KAFKA_BROKERS": os.environ.get("KAFKA_BROKERS", "127.0.0.1:9")})
         with ClickHouseResource(url=f"chdb://{store}", database=DATABASE).get_client() as client:
             started = time.perf_counter()
-            stats = generate_demo(client, DATABASE, size=DemoSize(users=users), seed=seed, now=now)
-            print(f"data: {stats} in {time.perf_counter() - started:.1f} s, now={iso_z(now)}", flush=True)
-            resources = {"clickhouse": ClickHouseResource(url=f"chdb://{store}", database=DATABASE),
-                         "redis": RedisResource(url=f"redis://127.0.0.1:{server.port}/0")}
-            results = bench_trending(client, cache, now, rss, resources)
-            results.append(bench_suggestions(client, cache, now, shards, measured_shards, rss))
-            results.append(bench_feeds(client, cache, now, feed_users, rss))
-            study = caps_study(client, now, caps_sample, SuggestionCaps().per_user) if caps_sample else []
+            stats = generate_demo(client, DATABASE, size=SHAPES[shape](users), seed=seed, now=now)
+            print(f"{shape} data: {stats} in {time.perf_counter() - started:.1f} s, now={iso_z(now)}", flush=True)
+            runner = Runner(dg.DagsterInstance.local_temp(home), repeat)
+            results = bench_trending(runner, client, cache, shape, now, rss)
+            window = active_window(now, ACTIVE_DAYS)
+            caps = SuggestionCaps()
+            results.append(bench_bulk(
+                runner, client, cache, shape, "suggested_users", "cache__suggested_users", {"as_of": iso_z(now)},
+                PLAIN_SUGGESTIONS_SQL, {"db": DATABASE, **window, **caps.params(), "key_prefix": SUGGESTED_KEY_PREFIX},
+                rss, capped_sql=CAPPED_SUGGESTION_KEYS_SQL,
+            ))
+            results.append(bench_bulk(
+                runner, client, cache, shape, "cache_warmer", "cache__feeds",
+                {"as_of": iso_z(now), "target_users": feed_users},
+                PLAIN_FEEDS_SQL, {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
+                                  "target_users": feed_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX},
+                rss, partial=True,
+            ))
+            results[-1]["job"] = f"cache_warmer ({feed_users:,})"
+            study = caps_study(client, now, caps_sample, caps.per_user) if caps_sample else []
     return results, study
 
 
@@ -280,23 +334,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nova_jobs.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=list(SCALES), default="default")
-    parser.add_argument("--users", type=int, help="users in the data set (overrides --scale)")
-    parser.add_argument("--feed-users", type=int, default=100_000, help="FEED_TARGET_USERS for the warm (100000)")
-    parser.add_argument("--suggestion-shards", type=int, default=DEFAULT_SHARDS,
-                        help=f"SUGGESTION_SHARDS: active users split into this many shards ({DEFAULT_SHARDS})")
-    parser.add_argument("--measure-shards", type=int, help="measure only the first N shards (default: all)")
+    parser.add_argument("--users", type=int, help="users in each data set (overrides --scale)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"data shapes, comma-separated ({','.join(SHAPES)})")
+    parser.add_argument("--feed-users", type=int, default=1000, help="FEED_TARGET_USERS for the warm (1000, the job's default)")
+    parser.add_argument("--repeat", type=int, default=3, help="warm runs per measurement; the median is shown (3)")
     parser.add_argument("--caps-sample", type=int, default=20,
-                        help="caps study on 1 in N active users (20); 0 skips the study")
+                        help="caps study on 1 in N active users of the first shape (20); 0 skips the study")
     parser.add_argument("--workdir", type=Path, default=Path(".nova/bench"))
     parser.add_argument("--results", type=Path, default=Path("bench-results"), help="where the output is saved")
     args = parser.parse_args(argv)
     users = args.users or SCALES[args.scale]
-    measured = min(args.measure_shards or args.suggestion_shards, args.suggestion_shards)
+    shapes = [shape.strip() for shape in args.shapes.split(",") if shape.strip()]
+    unknown = [shape for shape in shapes if shape not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shape(s) {unknown}; known: {list(SHAPES)}")
     started = time.perf_counter()
-    results, study = bench(users, args.feed_users, args.suggestion_shards, measured, args.workdir, args.caps_sample)
+    results: list[dict] = []
+    study: list[dict] = []
+    for index, shape in enumerate(shapes):
+        shape_results, shape_study = bench_shape(shape, users, args.feed_users, args.repeat, args.workdir,
+                                                 args.caps_sample if index == 0 else 0)
+        results += shape_results
+        study += shape_study
     text = format_table(results, (
-        f"Nova Jobs bench: {users:,} users, {args.suggestion_shards} suggestion shards; times in seconds; "
-        "redis_s = Redis time not hidden behind the query; vs_limit = total / (bare query + bare Redis)"
+        f"Nova Jobs bench: {users:,} users per shape, median of {args.repeat} warm runs; seconds. job_s = the whole "
+        "job as scheduled (in process); limit_s = plain formulation + bare Redis write + Dagster's floor"
     ))
     if study:
         text += "\n\n" + format_table(study, (

@@ -22,25 +22,34 @@ EXECUTORS = ("in_process", "multiprocess", "k8s")
 # Step pods meet the Kubernetes Pod Security "restricted" profile on their own: they are Jobs
 # of their own, and a namespace that enforces the profile rejects any that falls short.
 # The same settings as the run pods (helm/dagster-values.yaml) and the image's user (Dockerfile).
-STEP_K8S_CONFIG = {
-    "container_config": {
+def restricted_k8s_config(resources: dict | None = None) -> dict:
+    """A `dagster-k8s/config` for a pod of its own, restricted as above, with the container's
+    requests and limits when given."""
+    container = {
         "security_context": {
             "allow_privilege_escalation": False,
             "capabilities": {"drop": ["ALL"]},
             "run_as_non_root": True,
             "seccomp_profile": {"type": "RuntimeDefault"},
         }
-    },
-    "pod_spec_config": {
-        "security_context": {
-            "run_as_non_root": True,
-            "run_as_user": 10001,
-            "run_as_group": 10001,
-            "fs_group": 10001,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        }
-    },
-}
+    }
+    if resources:
+        container["resources"] = resources
+    return {
+        "container_config": container,
+        "pod_spec_config": {
+            "security_context": {
+                "run_as_non_root": True,
+                "run_as_user": 10001,
+                "run_as_group": 10001,
+                "fs_group": 10001,
+                "seccomp_profile": {"type": "RuntimeDefault"},
+            }
+        },
+    }
+
+
+STEP_K8S_CONFIG = restricted_k8s_config()
 
 
 def _deployment_executor() -> tuple[str, str | None]:

@@ -88,6 +88,28 @@ def kafka_resource(kafka_brokers: str) -> KafkaResource:
     return KafkaResource(brokers=kafka_brokers)
 
 
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """A broker for one test module alone: its DLQ topics hold only that module's records."""
+    with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka(own_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> KafkaResource:
+    """The module's own broker, with replays due at once."""
+    brokers = f"127.0.0.1:{own_broker.port}"
+    monkeypatch.setenv("KAFKA_BROKERS", brokers)
+    monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "0")
+    return KafkaResource(brokers=brokers)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
 def insert_rows(resource: ClickHouseResource, table: str, columns: list[str], rows: list[tuple]) -> None:
     """Insert hand-written rows into a source table of the resource's database."""
     with resource.get_client() as client:

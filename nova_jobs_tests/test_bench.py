@@ -1,5 +1,6 @@
-"""`make bench` at a tiny scale, in its own process and store: the five contract jobs, their
-limits and the caps study come out, and the output is saved."""
+"""`make bench` at a tiny scale, in its own process and store: every job of the two data shapes
+is run as scheduled, its plain formulation agrees with what it wrote (the bench refuses to print
+a figure otherwise), the limits come out with their parts, and the output is saved."""
 
 import json
 import subprocess
@@ -9,29 +10,55 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
+JOBS = ["trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer (200)"]
 
-def test_bench_runs_every_job_and_the_caps_study(tmp_path, project_root):
+
+def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_path, project_root):
     results = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "nova_jobs.bench", "--users", "3000", "--feed-users", "300",
-         "--suggestion-shards", "2", "--caps-sample", "2",
-         "--workdir", str(tmp_path / "work"), "--results", str(results)],
-        cwd=project_root, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "nova_jobs.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
+         "--caps-sample", "2", "--workdir", str(tmp_path / "work"), "--results", str(results)],
+        cwd=project_root, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    [saved] = results.glob("bench-3000-*.json")
+    [saved] = results.glob("bench-1500-*.json")
     report = json.loads(saved.read_text())
-    jobs = {row["job"]: row for row in report["jobs"]}
-    assert list(jobs) == ["trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer (300)"]
-    assert jobs["cache_warmer (300)"]["users"] == 300
-    # Every active user of both shards got a list (the demo makes most of the 3000 active).
-    assert 1000 < jobs["suggested_users"]["users"] <= 3000
-    for row in jobs.values():
-        assert row["total_s"] > 0 and row["bare_query_s"] > 0 and row["peak_rss_mb"] > 0
+    rows = [(row["shape"], row["job"]) for row in report["jobs"]]
+    assert rows == [(shape, job) for shape in ("demo", "heavy") for job in JOBS]
+    for row in report["jobs"]:
+        assert row["job_s"] > row["step_s"] > 0, row
+        assert row["plain_s"] > 0 and row["floor_s"] > 0, row
+        assert row["limit_s"] == pytest.approx(row["plain_s"] + row["bare_redis_s"] + row["floor_s"])
+        assert row["vs_limit"] == pytest.approx(row["job_s"] / row["limit_s"])
+    by_job = {(row["shape"], row["job"]): row for row in report["jobs"]}
+    assert by_job["demo", "cache_warmer (200)"]["keys"] == 200
+    assert by_job["heavy", "trending_1h"]["keys"] == 2
+    assert 500 < by_job["demo", "suggested_users"]["keys"] <= 1500
     caps = {row["caps (followees/per followee)"]: row for row in report["caps"]}
     assert list(caps) == ["1000/1000", "200/200", "50/50", "none"]
     assert caps["none"]["recall@20"] == caps["none"]["identical_lists"] == 1.0
-    # A small graph stays under the default caps: exact lists.
     assert caps["1000/1000"]["identical_lists"] == 1.0
-    assert all(0.0 < row["recall@20"] <= 1.0 for row in caps.values())
-    assert "suggested_users" in (results / saved.name.replace(".json", ".txt")).read_text()
+    assert "vs_limit" in (results / saved.name.replace(".json", ".txt")).read_text()
+
+
+def test_the_heavy_shape_has_a_heavier_tailed_out_degree(clickhouse):
+    from datetime import UTC, datetime
+
+    from nova_jobs.demo.generate import SHAPES, generate_demo
+
+    database = clickhouse.database_name
+    degrees = {}
+    with clickhouse.get_client() as client:
+        for shape in ("demo", "heavy"):
+            for table in ("follows", "user_blocks", "posts", "post_events"):
+                client.command(f"TRUNCATE TABLE {database}.{table}")
+            generate_demo(client, database, size=SHAPES[shape](5000), seed=3, now=datetime(2026, 11, 29, tzinfo=UTC))
+            degrees[shape] = client.query(
+                f"SELECT quantileExact(0.999)(n), max(n) FROM (SELECT count() AS n FROM {database}.follows GROUP BY follower_id)"
+            ).result_rows[0]
+            degrees[shape + "_top"] = client.query(
+                f"SELECT max(n) FROM (SELECT count() AS n FROM {database}.follows GROUP BY followee_id)"
+            ).result_rows[0][0]
+    assert degrees["heavy"][0] > 1.5 * degrees["demo"][0]  # the 99.9th percentile of who-follows-how-many
+    assert degrees["heavy"][1] >= 300  # some follow hundreds
+    assert degrees["heavy_top"] > degrees["demo_top"]  # very popular accounts

@@ -1,5 +1,5 @@
-"""The code location loads, and its public surface (asset keys, checks, jobs, crons, sensors)
-changes only on purpose: the Nova API and operators depend on these names.
+"""The code location loads, and its public surface (asset keys, checks, jobs and their steps,
+crons, sensors) changes only on purpose: the Nova API and operators depend on these names.
 
 After an intended change: NOVA_UPDATE_SNAPSHOTS=1 pytest nova_jobs_tests/test_definitions.py
 """
@@ -32,6 +32,11 @@ def surface() -> dict:
             for schedule in repo.schedule_defs
         },
         "sensors": {sensor.name: sensor.default_status.value for sensor in repo.sensor_defs},
+        # The steps of each run: a cache job checks its values in its own step, and freshness is
+        # left to its sensor, so every extra step here costs each refresh its start-up time.
+        "job_steps": {
+            job.name: sorted(job.graph.node_names()) for job in repo.get_all_jobs() if not job.name.startswith("__")
+        },
     }
 
 

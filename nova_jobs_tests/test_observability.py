@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nova_jobs.observability.checks import CACHE_CHECKS, Findings, build_cache_checks, inspect_value
+from nova_jobs.observability.checks import CACHE_CHECKS, Findings, inspect_value
 from nova_jobs.observability.health import health_report
 from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG, JOB_INTERVALS
 from nova_jobs.observability.server import Exporter
@@ -277,8 +277,8 @@ def test_killed_run_worker_is_counted_as_failed(tmp_path, monkeypatch):
 
 
 def test_cache_checks_pass_on_a_real_refresh_and_fail_when_the_list_is_too_long(three_trending_posts, redis_resource, monkeypatch):
-    spec = next(s for s in CACHE_CHECKS if s.job_name == "trending_1h")
-    assets = [build_trending_asset(WINDOWS["1h"]), build_cache_checks(spec)]
+    # The checks are evaluated in the asset's own step, on the value it wrote.
+    assets = [build_trending_asset(WINDOWS["1h"])]
     resources = {"clickhouse": three_trending_posts, "redis": redis_resource}
     result = dg.materialize(assets, resources=resources)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}

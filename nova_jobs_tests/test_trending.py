@@ -82,6 +82,7 @@ def test_decayed_scores_order_and_exclusions(small_graph, redis_resource, redis_
     metadata = result.asset_materializations_for_node("cache__trending_1h")[0].metadata
     assert metadata["dagster/row_count"].value == 5
     assert metadata["unknown_type_events_ignored"].value == 1
+    assert metadata["events_in_window"].value == 10  # the boundary view and the future like are outside
 
 
 def test_seed_scoring_matches_the_old_worker(small_graph, redis_resource, redis_client):
@@ -112,6 +113,18 @@ def test_top_k_and_wider_windows(small_graph, redis_resource, redis_client):
     # The 24h and 7d windows include the view at exactly one hour ago.
     assert week[0]["post_id"] == 1
     assert week[0]["score"] == pytest.approx(2 * 0.98 ** (10 / 60) + 3 + 0.1 * 0.98**1, rel=1e-12)
+
+
+def test_a_window_of_unknown_types_only_caches_an_empty_list_and_still_counts_them(clickhouse, redis_resource, redis_client):
+    # The ranking and the window's counts come from one scan: with nothing to rank, the counts remain.
+    insert_rows(clickhouse, "post_events", EVENT_COLUMNS, [(at(10), 1, 1, "impression"), (at(20), 2, 1, "impression")])
+    for scoring in ("decayed", "seed"):
+        result = run_trending("1h", clickhouse, redis_resource, scoring=scoring)
+        assert result.success
+        assert cached(redis_client, "1h") == []
+        metadata = result.asset_materializations_for_node("cache__trending_1h")[0].metadata
+        assert metadata["events_in_window"].value == 2
+        assert metadata["unknown_type_events_ignored"].value == 2
 
 
 def test_empty_window_caches_an_empty_list(clickhouse, redis_resource, redis_client):

@@ -19,7 +19,8 @@ from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION, LAU
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql, infer_repository, materialize_assets
 
 from nova_jobs.deadletter.kafka_io import read_topics
-from nova_jobs.deadletter.message import DLQ_TOPIC
+from nova_jobs.cli import main as cli_main
+from nova_jobs.deadletter.message import DLQ_TOPIC, REPLAY_OF_TAG
 from nova_jobs.localstack import default_signals, redis_process, tansu_process
 from nova_jobs.observability.ledger import RunLedger
 from nova_jobs.resources.kafka import KafkaResource
@@ -96,6 +97,14 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
                 reexecuted = execute_dagster_graphql(context, LAUNCH_PIPELINE_REEXECUTION_MUTATION, variables={
                     "reexecutionParams": {"parentRunId": failed_run_id, "strategy": "ALL_STEPS"}})
                 assert reexecuted.data["launchPipelineReexecution"]["__typename"] == "LaunchRunSuccess", reexecuted.data
+                # The operator replays the dead Materialize: a run of the Nova job, same hour.
+                assert cli_main(["dlq", "replay", dead["correlation_id"], "--brokers", brokers]) == 0
+
+                def replay_finished():
+                    found = instance.get_runs(filters=dg.RunsFilter(tags={REPLAY_OF_TAG: failed_run_id}))
+                    return [r for r in found if r.status in FINISHED]
+
+                [replay] = wait_for("the replay of the dead Materialize", replay_finished, 300, daemon)
 
                 def all_finished():
                     runs = [r for r in instance.get_runs() if r.job_name == "__ASSET_JOB" and r.asset_selection]
@@ -114,6 +123,8 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
                     daemon.wait(10)
                 log.close()
 
+        assert replay.status == dg.DagsterRunStatus.SUCCESS
+        assert (replay.job_name, replay.tags["dagster/partition"]) == ("trending_history", FAILED_HOUR)
         by_backfill = {b: [r for r in runs if r.tags.get("dagster/backfill") == b] for b in (single, multi)}
         [single_run] = by_backfill[single]
         assert (single_run.tags["dagster/asset_partition_range_start"],
@@ -136,7 +147,8 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
         ledger = RunLedger(instance)
         ledger.refresh()
         stats = ledger.jobs["trending_history"]
-        assert stats.runs["success"] == len(runs) - 1
+        # Every run above: the backfills, the re-execution and the replay succeeded, the first failed.
+        assert stats.runs["success"] == len(runs)
         assert stats.runs["failure"] == 1
         assert stats.dlq_messages == 1
-        assert len(history_runs(instance)) == len(runs)
+        assert len(history_runs(instance)) == len(runs) + 1

@@ -16,19 +16,28 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from nova_jobs.deadletter import states
 from nova_jobs.deadletter.kafka_io import publish_json, read_topics
-from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC, DlqMessage, MalformedMessage, parse_message
-from nova_jobs.deadletter.replay_sensor import replay_request
+from nova_jobs.deadletter.message import (
+    CONTROL_TOPIC,
+    DLQ_TOPIC,
+    DlqMessage,
+    MalformedMessage,
+    load_json,
+    parse_message,
+)
+from nova_jobs.deadletter.replay_sensor import parse_request, replay_request
 from nova_jobs.resources.kafka import KafkaResource
 
 STATE_LABELS = {
     "pending": "pending",
-    "waiting": "cooling down",
-    "parked": "parked",
-    "replayed": "replayed",
-    "succeeded": "succeeded after replay",
-    "replay_failed": "replay failed",
-    "skipped": "skipped",
+    states.WAITING: "waiting",
+    states.PARKED: "parked",
+    states.REPLAYED: "replayed",
+    states.SUCCEEDED: "succeeded after replay",
+    states.REPLAY_FAILED: "replay failed",
+    states.SKIPPED: "skipped",
+    states.SUPERSEDED: "superseded by a later success",
     "requested": "replay requested",
 }
 
@@ -60,49 +69,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--all-parked", action="store_true", help="every parked failure of --job")
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def load_entries(kafka: KafkaResource) -> list[Entry]:
-    """Every DLQ record, with the state the replay sensor's decisions and operator requests give it."""
+    """Every DLQ record, with the state the replay sensor's decisions and operator requests give
+    it. A record that is not a message (or a control record that is neither a decision nor a
+    request) is listed as skipped with the reason, as the replay sensor skips it."""
     records, _ = read_topics(kafka, [DLQ_TOPIC, CONTROL_TOPIC], max_records=1_000_000, deadline_seconds=60)
     entries: list[Entry] = []
     by_run: dict[str, Entry] = {}
-    controls: list[dict[str, Any]] = []
+    requests: list[tuple[str, str, DlqMessage, dict[str, Any]]] = []
+    decisions: list[dict[str, Any]] = []
     for record in records:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        if record.topic == CONTROL_TOPIC:
-            try:
-                data = json.loads(record.value or b"")
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                controls.append(data)
-            continue
         try:
+            if record.topic == CONTROL_TOPIC:
+                data = load_json(record.value)
+                request = parse_request(data)
+                if request is None:
+                    decisions.append(data)
+                else:
+                    requests.append((_text(data.get("requested_at")), request[0], request[1], data))
+                continue
             message = parse_message(record.value)
         except MalformedMessage as error:
-            entries.append(Entry(None, where, "skipped", f"malformed: {error}"))
+            entries.append(Entry(None, where, states.SKIPPED, f"malformed: {error}"))
             continue
         if message.run_id in by_run:
             continue  # a duplicate of a message already listed
-        entry = Entry(message, where, "parked" if message.kind == "permanent" else "pending")
+        entry = Entry(message, where, states.PARKED if message.kind == "permanent" else "pending")
         by_run[message.run_id] = entry
         entries.append(entry)
-    final = {"succeeded", "replay_failed"}
-    for data in sorted(controls, key=lambda d: str(d.get("at") or d.get("requested_at") or "")):
-        if data.get("type") == "replay_request":
-            entry = by_run.get((data.get("message") or {}).get("run_id"))
-            if entry and entry.state not in final:
-                entry.state, entry.reason = "requested", f"by {data.get('requested_by')} at {data.get('requested_at')}"
+    events = [(at, "request", data, message) for at, _, message, data in requests]
+    events += [(_text(d.get("at")), "decision", d, None) for d in decisions]
+    for _, what, data, message in sorted(events, key=lambda e: e[0]):
+        if what == "request":
+            entry = by_run.get(message.run_id)
+            if entry and entry.state not in states.FINAL:
+                entry.state = "requested"
+                entry.reason = f"by {_text(data.get('requested_by'))[:100]} at {_text(data.get('requested_at'))[:40]}"
             continue
-        entry = by_run.get(data.get("run_id"))
-        if entry is None or data.get("type") != "decision":
+        entry = by_run.get(_text(data.get("run_id")))
+        if entry is None:
             continue
-        state = data.get("state", "")
+        state = _text(data.get("state"))
         # A duplicate record skipped later does not change what happened to the first.
-        if state == "skipped" and data.get("reason") == "duplicate" and entry.state != "pending":
+        if state == states.SKIPPED and data.get("reason") == "duplicate" and entry.state != "pending":
             continue
-        if entry.state in final and state not in final:
+        if entry.state in states.FINAL and state not in states.FINAL:
             continue
-        entry.state, entry.reason = state, str(data.get("detail") or data.get("reason") or "")
+        entry.state, entry.reason = state, str(data.get("detail") or data.get("reason") or "")[:500]
     return entries
 
 
@@ -144,7 +162,7 @@ def run_replay(args: argparse.Namespace) -> int:
         # The latest failure of that correlation id is the one to run again.
         chosen = sorted(matching, key=lambda e: (e.message.replay_attempt, e.message.timestamp))[-1:]
     else:
-        chosen = [e for e in entries if e.message.job_name == args.job and e.state == "parked"]
+        chosen = [e for e in entries if e.message.job_name == args.job and e.state == states.PARKED]
     if not chosen:
         print("nothing to replay", file=sys.stderr)
         return 1

@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from nova_jobs.lib.asset_jobs import asset_selection_of, is_internal_job, nova_job_of, partition_scope
 from nova_jobs.lib.errors import classify_error_info, classify_links, error_info_chain, root_link
@@ -53,6 +55,24 @@ RUN_MONITORING_FAILURES = (
     ("This run has been marked as failed from outside the execution context", "UNEXPECTED_TERMINATION"),
 )
 MAX_ERROR_CHARS = 4000
+
+
+# Bounds for reading records back: a message of the contract is a few kB (its error is capped
+# at MAX_ERROR_CHARS); anything beyond these is not one.
+MAX_RECORD_BYTES = 64 * 1024
+MAX_DEPTH = 16
+MAX_INT_DIGITS = 30
+MAX_NAME_CHARS = 256
+MAX_TEXT_CHARS = 16_000
+MAX_COUNT = 1_000_000
+MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(3000, 1, 1, tzinfo=UTC)
+
+# Job names and run ids: printable ASCII without spaces; labels (correlation id, partition key):
+# no control characters.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[!-~]+$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class MalformedMessage(ValueError):
@@ -100,52 +120,135 @@ class DlqMessage:
         return datetime.fromisoformat(self.timestamp.replace("Z", "+00:00"))
 
 
-def _require(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = data.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise MalformedMessage(f"field {name!r} missing or not {getattr(kind, '__name__', kind)}")
-    return value
+class _Schema(BaseModel):
+    """The contract's message, as read back: strict types (no "3" for 3), bounded sizes, a
+    timestamp with its zone. Extra fields are allowed (the contract may grow)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    schema_version: Annotated[int, Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]  # strict: True is not 1
+    job_name: Name
+    error: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
+    error_class: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = ""
+    kind: Literal["transient", "permanent"]
+    timestamp: Annotated[str, StringConstraints(max_length=64)]
+    retry_count: Count = 0
+    correlation_id: Label
+    run_id: Name
+    partition_key: Label | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    replay_of: Name | None = None
+    replay_attempt: Count = 0
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware_timestamp(cls, value: str) -> str:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError("timestamp has no time zone")
+        # Far-off years would overflow the cool-down arithmetic.
+        if not MIN_TIME <= moment < MAX_TIME:
+            raise ValueError(f"timestamp outside {MIN_TIME.year}-{MAX_TIME.year - 1}")
+        return value
 
 
-def parse_message(value: bytes | str | dict | None) -> DlqMessage:
-    """A DLQ record's value as a message, or MalformedMessage saying why not."""
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:20]} overflows")
+    return number
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _depth(value: Any, limit: int) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def load_json(value: bytes | str | None, max_bytes: int = MAX_RECORD_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """A record's JSON value, refusing what could hurt the reader: more than `MAX_RECORD_BYTES`,
+    nesting deeper than `MAX_DEPTH`, huge integers, NaN and overflowing numbers, text that is
+    not UTF-8. Raises MalformedMessage saying why."""
     if value is None:
         raise MalformedMessage("empty record")
+    if len(value) > max_bytes:
+        raise MalformedMessage(f"record of {len(value)} bytes, more than {max_bytes}")
+    try:
+        data = json.loads(value, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise MalformedMessage("JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError, TypeError) as error:
+        raise MalformedMessage(f"not JSON: {str(error)[:200]}") from None
+    _check_document(data, max_depth)
+    return data
+
+
+def _check_document(data: Any, max_depth: int = MAX_DEPTH) -> None:
+    if _depth(data, max_depth) > max_depth:
+        raise MalformedMessage(f"JSON nested deeper than {max_depth}")
+    try:
+        # Lone surrogates parse, but cannot be written back as UTF-8 (keys, logs, decisions).
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError) as error:
+        raise MalformedMessage(f"not UTF-8 JSON: {type(error).__name__}") from None
+
+
+def _explain(error: ValidationError) -> str:
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"field {where!r}: {first['msg'][:200]}{more}"
+
+
+def parse_message(value: Any) -> DlqMessage:
+    """A DLQ record's value as a message, or MalformedMessage saying why not. Never raises
+    anything else, whatever the value."""
     if isinstance(value, dict):
         data = value
+        _check_document(data)
+    elif value is None or isinstance(value, bytes | str):
+        data = load_json(value)
     else:
-        try:
-            data = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise MalformedMessage(f"not JSON: {error}") from None
+        raise MalformedMessage(f"a {type(value).__name__}, not a JSON object")
     if not isinstance(data, dict):
         raise MalformedMessage("not a JSON object")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise MalformedMessage(f"unsupported schema_version {data.get('schema_version')!r}")
-    kind = _require(data, "kind", str)
-    if kind not in KINDS:
-        raise MalformedMessage(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    message = DlqMessage(
-        job_name=_require(data, "job_name", str),
-        error=str(data.get("error", "")),
-        error_class=str(data.get("error_class", "")),
-        kind=kind,
-        timestamp=_require(data, "timestamp", str),
-        retry_count=int(data.get("retry_count") or 0),
-        correlation_id=_require(data, "correlation_id", str),
-        run_id=_require(data, "run_id", str),
-        partition_key=data.get("partition_key") if isinstance(data.get("partition_key"), str) else None,
-        context=data.get("context") if isinstance(data.get("context"), dict) else {},
-        replay_of=data.get("replay_of") if isinstance(data.get("replay_of"), str) else None,
-        replay_attempt=int(data.get("replay_attempt") or 0),
-    )
     try:
-        message.failed_at  # noqa: B018 - validates the timestamp
-    except ValueError:
-        raise MalformedMessage(f"timestamp {message.timestamp!r} is not ISO-8601") from None
-    if not message.job_name or not message.correlation_id or not message.run_id:
-        raise MalformedMessage("empty job_name, correlation_id or run_id")
-    return message
+        valid = _Schema.model_validate(data)
+    except ValidationError as error:
+        raise MalformedMessage(_explain(error)) from None
+    except (RecursionError, ValueError, TypeError) as error:
+        raise MalformedMessage(f"invalid: {type(error).__name__}") from None
+    return DlqMessage(
+        job_name=valid.job_name,
+        error=valid.error,
+        error_class=valid.error_class,
+        kind=valid.kind,
+        timestamp=valid.timestamp,
+        retry_count=valid.retry_count,
+        correlation_id=valid.correlation_id,
+        run_id=valid.run_id,
+        partition_key=valid.partition_key,
+        context=dict(valid.context),
+        replay_of=valid.replay_of,
+        replay_attempt=valid.replay_attempt,
+    )
 
 
 def published_marker(run_id: str) -> dict[str, str]:

@@ -38,3 +38,15 @@ def retry_wait_seconds() -> int:
 def page_size() -> int:
     """Runs the failure sensor looks at, and dead runs it publishes, per tick."""
     return setting_int("NOVA_DLQ_PAGE_SIZE", default=200, minimum=1)
+
+
+def max_replays_per_tick() -> int:
+    """Automatic replays the replay sensor requests per tick (the rest wait for the next tick),
+    so an outage's backlog does not queue ahead of the schedules."""
+    return setting_int("NOVA_DLQ_MAX_REPLAYS_PER_TICK", default=10, minimum=1)
+
+
+def max_waiting() -> int:
+    """Messages the replay sensor keeps waiting in its cursor; beyond that it stops reading the
+    topic's partition (nothing is dropped) until some have been replayed or superseded."""
+    return setting_int("NOVA_DLQ_MAX_WAITING", default=1000, minimum=1)

@@ -35,6 +35,10 @@ class DemoSize:
     posts: int | None = None  # default: one per user
     events: int | None = None  # default: 20 per user
     blocks: int | None = None  # default: one per 50 users
+    # Out-degree is log-normal with this sigma (1.0: median ~12, a few follow a few hundred);
+    # popularity (who gets followed, who posts) is Zipf-like with this exponent.
+    out_degree_sigma: float = 1.0
+    popularity_exponent: float = 1.05
 
     @property
     def post_count(self) -> int:
@@ -59,6 +63,17 @@ class DemoStats:
     seconds: float
 
 
+def heavy_tailed(users: int) -> DemoSize:
+    """A second shape for benchmarks: a heavier-tailed out-degree (many users follow hundreds,
+    a few thousands) and a steeper popularity law (a few accounts followed by a large share of
+    everyone), with the same mean follows per user."""
+    return DemoSize(users=users, out_degree_sigma=1.6, popularity_exponent=1.3)
+
+
+# Named data shapes (`make bench --shapes`): a DemoSize for a number of users.
+SHAPES = {"demo": lambda users: DemoSize(users=users), "heavy": heavy_tailed}
+
+
 def _power_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """Zipf-like weights over n items in random order: a few items get most of the mass."""
     weights = 1.0 / np.power(np.arange(1, n + 1, dtype=np.float64) + 5.0, exponent)
@@ -74,8 +89,8 @@ def _sample(rng: np.random.Generator, weights_cdf: np.ndarray, size: int) -> np.
 
 def _follow_graph(size: DemoSize, rng: np.random.Generator, now: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     users = size.users
-    popularity_cdf = np.cumsum(_power_weights(users, 1.05, rng))
-    sigma = 1.0
+    popularity_cdf = np.cumsum(_power_weights(users, size.popularity_exponent, rng))
+    sigma = size.out_degree_sigma
     out_degree = rng.lognormal(np.log(size.follows_per_user) - sigma**2 / 2, sigma, users)
     out_degree = np.clip(np.rint(out_degree), 1, max(1, users - 1)).astype(np.int64)
     followers = np.repeat(np.arange(1, users + 1, dtype=np.int64), out_degree)

@@ -4,6 +4,8 @@ import json
 
 import dagster as dg
 
+from nova_jobs.executors import restricted_k8s_config
+
 from nova_jobs.feeds.compute import warm_feeds
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE
 from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_max_failed_keys, resolve_ttl
@@ -13,36 +15,27 @@ from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import iso_z, parse_as_of
+from nova_jobs.lib.cache_checks import (
+    CacheCheckSpec,
+    KeySample,
+    content_check_results,
+    content_check_specs,
+    without_freshness_checks,
+)
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.warehouse.active_users import resolve_active_days
 
 FEEDS_KEY = dg.AssetKey(["cache", "feeds"])
+FEEDS_CHECKS = CacheCheckSpec(
+    FEEDS_KEY, "cache_warmer", f"{FEED_KEY_PREFIX}*", "post_id", lambda: FEED_SIZE,
+    reason_order=("followed", "trending"), ranked_reasons=("followed", "trending"),
+)
 
-FEED_K8S_CONFIG = {
-    "container_config": {
-        "resources": {
-            "requests": {"cpu": "1", "memory": "1Gi"},
-            "limits": {"cpu": "2", "memory": "2Gi"},
-        },
-        # Pod Security "restricted", whatever the launcher or executor adds (see executors.py).
-        "security_context": {
-            "allow_privilege_escalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "run_as_non_root": True,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        },
-    },
-    "pod_spec_config": {
-        "security_context": {
-            "run_as_non_root": True,
-            "run_as_user": 10001,
-            "run_as_group": 10001,
-            "fs_group": 10001,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        }
-    },
-}
+FEED_K8S_CONFIG = restricted_k8s_config({
+    "requests": {"cpu": "1", "memory": "1Gi"},
+    "limits": {"cpu": "2", "memory": "2Gi"},
+})
 
 
 class FeedsConfig(dg.Config):
@@ -68,6 +61,7 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
         pool=pool_for("cache_warmer"),
         op_tags={"dagster-k8s/config": FEED_K8S_CONFIG},
         metadata={"redis_key_pattern": FEED_KEY_PREFIX + "{user_id}", "feed_size": FEED_SIZE},
+        check_specs=content_check_specs(FEEDS_CHECKS),
         description=(
             "The first screen of the home feed for Nova's most active users, ready in "
             f"`{FEED_KEY_PREFIX}{{user_id}}` so their app opens instantly: the best recent posts "
@@ -94,9 +88,11 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
             reraise_classified(error, "bad cache warmer configuration")
 
         writes = BulkWriteResult()
+        sample = KeySample(FEEDS_CHECKS)
         try:
             with clickhouse.get_client() as client:
-                stats = warm_feeds(client, redis.get_client(), database, now, active_days, target_users, ttl, jitter, writes)
+                stats = warm_feeds(client, redis.get_client(), database, now, active_days, target_users, ttl, jitter,
+                                   writes, observe=sample)
         except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
             reraise_classified(error, f"cache warmer on {clickhouse.display_url}")
 
@@ -117,7 +113,8 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
                 "ttl_jitter_seconds": jitter,
                 "max_failed_keys": max_failed_keys,
                 "as_of": iso_z(now),
-            }
+            },
+            check_results=content_check_results(FEEDS_CHECKS, sample.pairs),
         )
 
     return feeds
@@ -128,7 +125,7 @@ feeds = build_feeds_asset()
 
 cache_warmer_job, cache_warmer_schedule = scheduled_job(
     "cache_warmer",
-    dg.AssetSelection.assets(FEEDS_KEY),
+    without_freshness_checks(FEEDS_KEY),
     "* * * * *",
     "Refresh nova:cache:feed:{user_id} for the most active users.",
     # The run pod does the work (one step): it gets the step's resources.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -58,8 +58,11 @@ def warm_feeds(
     ttl_seconds: int,
     jitter_seconds: int,
     writes: BulkWriteResult | None = None,
+    observe: Callable[[str, str], None] | None = None,
 ) -> WarmStats:
-    """Warm the feeds; `writes`, when given, receives the write counts and Redis's rejections."""
+    """Warm the feeds; `writes`, when given, receives the write counts and Redis's rejections;
+    `observe`, when given, sees every (key, value) as it is written (the content checks sample
+    them there)."""
     watch = Stopwatch()
     stats = WarmStats()
     with watch.lap("query"):
@@ -85,6 +88,8 @@ def warm_feeds(
                     if not followed:
                         value = fallback
                     attempted[kind(value)] += 1
+                    if observe is not None:
+                        observe(key, value)
                     yield key, value
 
         with watch.lap("stream"):

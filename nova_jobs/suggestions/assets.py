@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from nova_jobs.executors import restricted_k8s_config
 from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_max_failed_keys
 from nova_jobs.lib.errors import reraise_classified
@@ -30,30 +31,10 @@ SUGGESTED_USERS_KEY = dg.AssetKey(["cache", "suggested_users"])
 DEFAULT_SHARDS = 4
 
 # Under the k8s executor every shard step is a pod with these requests and limits.
-SHARD_K8S_CONFIG = {
-    "container_config": {
-        "resources": {
-            "requests": {"cpu": "1", "memory": "2Gi"},
-            "limits": {"cpu": "2", "memory": "4Gi"},
-        },
-        # Pod Security "restricted", whatever the launcher or executor adds (see executors.py).
-        "security_context": {
-            "allow_privilege_escalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "run_as_non_root": True,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        },
-    },
-    "pod_spec_config": {
-        "security_context": {
-            "run_as_non_root": True,
-            "run_as_user": 10001,
-            "run_as_group": 10001,
-            "fs_group": 10001,
-            "seccomp_profile": {"type": "RuntimeDefault"},
-        }
-    },
-}
+SHARD_K8S_CONFIG = restricted_k8s_config({
+    "requests": {"cpu": "1", "memory": "2Gi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+})
 
 
 class SuggestionsConfig(dg.Config):

@@ -4,6 +4,7 @@ import dagster as dg
 
 from nova_jobs.executors import executor_for_sharded_jobs
 from nova_jobs.lib.jobs import scheduled_job
+from nova_jobs.lib.cache_checks import without_freshness_checks
 from nova_jobs.suggestions.assets import SUGGESTED_USERS_KEY
 
 
@@ -12,7 +13,7 @@ def build_suggestions_definitions(asset: dg.AssetsDefinition, checks: list[dg.As
     quality = dg.AssetSelection.checks(*checks)
     suggested_users_job, schedule = scheduled_job(
         "suggested_users",
-        dg.AssetSelection.assets(SUGGESTED_USERS_KEY) - quality,
+        without_freshness_checks(SUGGESTED_USERS_KEY) - quality,
         "*/10 * * * *",
         "Refresh nova:cache:suggested_users:{user_id} for every active user.",
         # Under k8s each shard step is a pod of its own (sized by its op tag).

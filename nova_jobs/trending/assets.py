@@ -10,9 +10,16 @@ from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import Stopwatch, iso_z, parse_as_of
+from nova_jobs.lib.cache_checks import (
+    CacheCheckSpec,
+    content_check_results,
+    content_check_specs,
+    top_k_setting,
+    without_freshness_checks,
+)
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
-from nova_jobs.trending.queries import query_trending, query_window_stats
+from nova_jobs.trending.queries import query_trending_with_stats
 from nova_jobs.trending.windows import DEFAULT_TOP_K, WINDOWS, Scoring, TrendingWindow, resolve_scoring, resolve_top_k
 
 
@@ -30,6 +37,10 @@ def trending_asset_key(window: TrendingWindow) -> dg.AssetKey:
     return dg.AssetKey(["cache", window.job_name])
 
 
+def trending_checks(window: TrendingWindow) -> CacheCheckSpec:
+    return CacheCheckSpec(trending_asset_key(window), window.job_name, window.redis_key, "post_id", top_k_setting("TRENDING_TOPK", 50))
+
+
 def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
     @dg.asset(
         key=trending_asset_key(window),
@@ -44,6 +55,7 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
             f"counting most (decay {window.decay} per hour). Refreshed on `{window.cron}`."
         ),
         metadata={"redis_key": window.redis_key, "window": window.name, "decay": window.decay},
+        check_specs=content_check_specs(trending_checks(window)),
     )
     def trending_cache(
         context: dg.AssetExecutionContext,
@@ -63,9 +75,7 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
         try:
             with clickhouse.get_client() as client:
                 with watch.lap("query"):
-                    rows = query_trending(client, database, window, scoring, now, top_k)
-                with watch.lap("stats_query"):
-                    stats = query_window_stats(client, database, window, now)
+                    rows, stats = query_trending_with_stats(client, database, window, scoring, now, top_k)
         except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
             reraise_classified(error, f"trending {window.name} query on {clickhouse.display_url}")
 
@@ -99,22 +109,23 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
                 "events_in_window": stats["events"],
                 "unknown_type_events_ignored": stats["unknown_type_events"],
                 "query_ms": watch.ms("query"),
-                "stats_query_ms": watch.ms("stats_query"),
                 "write_ms": watch.ms("write"),
                 "elapsed_ms": watch.elapsed_ms,
                 "top_post_ids": dg.MetadataValue.json([item["post_id"] for item in items[:10]]),
-            }
+            },
+            check_results=content_check_results(trending_checks(window), [(window.redis_key, dumps(items))]),
         )
 
     return trending_cache
 
 
 trending_assets = [build_trending_asset(window) for window in WINDOWS.values()]
+TRENDING_CHECKS = [trending_checks(window) for window in WINDOWS.values()]
 
 _jobs_and_schedules = [
     scheduled_job(
         window.job_name,
-        dg.AssetSelection.assets(trending_asset_key(window)),
+        without_freshness_checks(trending_asset_key(window)),
         window.cron,
         f"Refresh {window.redis_key}.",
     )
