@@ -22,7 +22,6 @@ from nova_jobs.deadletter.message import build_message
 from nova_jobs.definitions import defs
 from nova_jobs.lib.asset_jobs import ASSET_JOBS, pool_for
 from nova_jobs.observability.ledger import RunLedger
-from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.trending.history import trending_history
 
 pytestmark = pytest.mark.integration
