@@ -121,9 +121,13 @@ def test_failed_run_reaches_the_dlq_once_with_the_contract_fields(
     assert PUBLISHED_TAG in instance.get_run_by_id(result.run_id).tags
 
 
-def test_permanent_failure_is_published_without_retries(trending_1h_job, clickhouse, redis_resource, kafka_resource, instance):
+def test_permanent_failure_is_published_without_retries(
+    trending_1h_job, clickhouse, redis_resource, kafka_resource, instance, monkeypatch
+):
+    # A bad `scoring` in run config is refused at launch; a bad deployment setting fails the run.
+    monkeypatch.setenv("TRENDING_SCORING", "popular")
     defs = make_defs(trending_1h_job, clickhouse, redis_resource, kafka_resource)
-    result = run_job(defs, instance, run_config={"ops": {"cache__trending_1h": {"config": {"scoring": "popular"}}}})
+    result = run_job(defs, instance, run_config={"ops": {"cache__trending_1h": {"config": {"top_k": 10}}}})
     assert not result.success
     failure_tick(defs, instance, kafka_resource)
     [message] = dlq_messages(kafka_resource, {result.run_id})
@@ -131,7 +135,7 @@ def test_permanent_failure_is_published_without_retries(trending_1h_job, clickho
     assert message["error_class"] == "SettingError"
     assert "TRENDING_SCORING" in message["error"]
     assert message["retry_count"] == 0
-    assert message["context"] == {"window": "1h", "ops_config": {"cache__trending_1h": {"scoring": "popular"}}}
+    assert message["context"] == {"window": "1h", "ops_config": {"cache__trending_1h": {"top_k": 10}}}
 
 
 def test_a_run_that_will_be_retried_is_not_dead_its_last_attempt_is(

@@ -37,6 +37,11 @@ def surface() -> dict:
         "job_steps": {
             job.name: sorted(job.graph.node_names()) for job in repo.get_all_jobs() if not job.name.startswith("__")
         },
+        # The pools a run of each job holds: one run per job, however it was launched.
+        "job_pools": {
+            job.name: sorted({op.pool for op in job.graph.iterate_op_defs() if op.pool})
+            for job in repo.get_all_jobs() if not job.name.startswith("__")
+        },
     }
 
 

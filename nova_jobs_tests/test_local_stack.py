@@ -42,6 +42,10 @@ def test_local_instance_limits_concurrency(project_root, tmp_path, monkeypatch, 
         assert limits["nova/job"]["limit"] == 1
         assert limits["nova/job"]["value"] == {"applyLimitPerUniqueValue": True}
         assert limits["nova/warehouse"]["limit"] == 1
+        # One run per job's pool, whoever launched it; a runtime limit for runs without the tag.
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.default_pool_limit, pools.pool_granularity.value) == (1, "run")
+        assert instance.run_monitoring_max_runtime_seconds == 1800
 
 
 def test_a_bad_max_concurrent_jobs_names_the_setting(project_root, tmp_path, monkeypatch):

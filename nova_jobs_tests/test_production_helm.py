@@ -30,8 +30,8 @@ SECRET_SETTINGS = {"CLICKHOUSE_URL", "REDIS_URL", "KAFKA_BROKERS", "KAFKA_SASL_U
 
 # Keys the official chart 1.13 accepts (its pydantic schema models forbid extras here).
 CHART_KEYS = {
-    "queuedRunCoordinator": {"maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds",
-                             "dequeueNumWorkers", "dequeueUseThreads", "blockOpConcurrencyLimitedRuns"},
+    "customRunCoordinator": {"module", "class", "config"},
+    "pools": {"defaultLimit", "granularity", "opGranularityRunBuffer"},
     "runRetries": {"enabled", "maxRetries", "retryOnAssetOrOpFailure"},
     "k8sRunLauncher": {"image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
                        "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
@@ -156,8 +156,10 @@ def test_alerts_and_monitor_can_be_switched_off(project_root):
 
 def test_dagster_values_use_only_keys_the_official_chart_accepts(values):
     daemon = values["dagsterDaemon"]
-    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert set(queued) <= CHART_KEYS["queuedRunCoordinator"]
+    assert daemon["runCoordinator"]["type"] == "CustomRunCoordinator"
+    custom = daemon["runCoordinator"]["config"]["customRunCoordinator"]
+    assert set(custom) <= CHART_KEYS["customRunCoordinator"]
+    assert set(values["concurrency"]["pools"]) <= CHART_KEYS["pools"]
     assert set(daemon["runRetries"]) <= CHART_KEYS["runRetries"]
     launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
@@ -170,12 +172,17 @@ def test_dagster_values_use_only_keys_the_official_chart_accepts(values):
 
 def test_dagster_values_match_the_production_instance(values, prod_instance):
     daemon = values["dagsterDaemon"]
-    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    custom = daemon["runCoordinator"]["config"]["customRunCoordinator"]
     deployment = values["dagster-user-deployments"]["deployments"][0]
     env = {item["name"]: item["value"] for item in deployment["env"]}
 
-    assert queued["maxConcurrentRuns"] == 5 == int(env["MAX_CONCURRENT_JOBS"])
-    assert queued["tagConcurrencyLimits"] == prod_instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert custom["config"]["max_concurrent_runs"] == 5 == int(env["MAX_CONCURRENT_JOBS"])
+    assert (custom["module"], custom["class"]) == (prod_instance["run_coordinator"]["module"],
+                                                   prod_instance["run_coordinator"]["class"])
+    assert custom["config"]["tag_concurrency_limits"] == prod_instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    pools = values["concurrency"]["pools"]
+    assert (pools["defaultLimit"], pools["granularity"]) == (
+        prod_instance["concurrency"]["pools"]["default_limit"], prod_instance["concurrency"]["pools"]["granularity"])
     monitoring = prod_instance["run_monitoring"]
     assert daemon["runMonitoring"]["enabled"] is monitoring["enabled"] is True
     assert daemon["runMonitoring"]["startTimeoutSeconds"] == monitoring["start_timeout_seconds"]
@@ -197,14 +204,11 @@ def test_instance_config_the_chart_generates_is_valid_for_dagster(values):
     """The run coordinator, monitoring and retries sections, translated the way the chart's
     configmap-instance.yaml does, load into a real instance with the intended behaviour."""
     daemon = values["dagsterDaemon"]
-    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    custom = daemon["runCoordinator"]["config"]["customRunCoordinator"]
+    pools = values["concurrency"]["pools"]
     overrides = {
-        "run_coordinator": {
-            "module": "dagster._core.run_coordinator",
-            "class": "QueuedRunCoordinator",
-            "config": {"max_concurrent_runs": queued["maxConcurrentRuns"],
-                       "tag_concurrency_limits": queued["tagConcurrencyLimits"]},
-        },
+        "run_coordinator": {"module": custom["module"], "class": custom["class"], "config": custom["config"]},
+        "concurrency": {"pools": {"default_limit": pools["defaultLimit"], "granularity": pools["granularity"]}},
         "run_monitoring": {
             "enabled": daemon["runMonitoring"]["enabled"],
             "start_timeout_seconds": daemon["runMonitoring"]["startTimeoutSeconds"],
@@ -224,6 +228,8 @@ def test_instance_config_the_chart_generates_is_valid_for_dagster(values):
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
         assert instance.run_retries_retry_on_asset_or_op_failure is False
         assert instance.run_monitoring_enabled
+        pool_config = instance.get_concurrency_config().pool_config
+        assert (pool_config.default_pool_limit, pool_config.pool_granularity.value) == (1, "run")
 
 
 def test_no_literal_credentials_in_any_values(project_root, values):

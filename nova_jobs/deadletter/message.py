@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from nova_jobs.lib.asset_jobs import asset_selection_of, is_internal_job, nova_job_of, partition_scope
 from nova_jobs.lib.errors import classify_error_info, classify_links, error_info_chain, root_link
 from nova_jobs.lib.redact import redact_text
 from nova_jobs.lib.timing import iso_z
@@ -295,13 +296,23 @@ def correlation_id_of(run: dg.DagsterRun) -> str:
 
 
 def job_context(run: dg.DagsterRun) -> dict[str, Any]:
-    """What the job was doing: the trending window, and the ops' run config when given."""
+    """What the job was doing: the trending window, and the ops' run config when given. For a
+    run launched as Dagster's `__ASSET_JOB` (the UI's "Materialize", a backfill), also what it
+    was launched as, its asset selection and the partition range of a single-run backfill: what
+    a replay needs to run the same thing again."""
     from nova_jobs.trending.windows import WINDOWS
 
     context: dict[str, Any] = {}
+    job_name = nova_job_of(run) or run.job_name
     for window in WINDOWS.values():
-        if run.job_name == window.job_name:
+        if job_name == window.job_name:
             context["window"] = window.name
+    if is_internal_job(run.job_name):
+        context["launched_as"] = run.job_name
+        context["asset_selection"] = asset_selection_of(run)
+        scope = partition_scope(run.tags)
+        if "partition_range_start" in scope:
+            context["partition_range"] = {"start": scope["partition_range_start"], "end": scope["partition_range_end"]}
     ops = (run.run_config or {}).get("ops") if isinstance(run.run_config, dict) else None
     if ops:
         context["ops_config"] = {
@@ -361,7 +372,8 @@ def build_message(instance: dg.DagsterInstance, run: dg.DagsterRun, failed_at: d
 
     replay_attempt = run.tags.get(REPLAY_ATTEMPT_TAG, "0")
     return DlqMessage(
-        job_name=run.job_name,
+        # The Nova job a UI-launched run stands for, so replay, metrics and alerts follow it.
+        job_name=nova_job_of(run) or run.job_name,
         error=redact_text(error)[:MAX_ERROR_CHARS],
         error_class=error_class,
         kind=kind,

@@ -54,6 +54,7 @@ from nova_jobs.deadletter.message import (
     load_json,
     parse_message,
 )
+from nova_jobs.lib.asset_jobs import RANGE_END_TAG, RANGE_START_TAG, nova_job_of
 from nova_jobs.lib.redact import redact_text
 from nova_jobs.lib.timing import iso_z
 from nova_jobs.resources.kafka import KafkaResource
@@ -195,6 +196,30 @@ def parse_request(data: Any) -> tuple[str, DlqMessage] | None:
     return request_id, parse_message(data.get("message"))
 
 
+def partition_range_of(message: DlqMessage) -> tuple[str, str] | None:
+    """The partition range a single-run backfill covered (`context.partition_range`), if any."""
+    bounds = message.context.get("partition_range")
+    if isinstance(bounds, dict) and isinstance(bounds.get("start"), str) and isinstance(bounds.get("end"), str):
+        return bounds["start"], bounds["end"]
+    return None
+
+
+def scope_of(message: DlqMessage) -> str | None:
+    """What a replay of the message covers: its partition, its range ("start...end") or None."""
+    bounds = partition_range_of(message)
+    if message.partition_key is None and bounds is not None:
+        return f"{bounds[0]}...{bounds[1]}"
+    return message.partition_key
+
+
+def scope_tags(message: DlqMessage) -> dict[str, str]:
+    """The run tags that say a run covers the message's partition or range."""
+    if message.partition_key is not None:
+        return {PARTITION_TAG: message.partition_key}
+    bounds = partition_range_of(message)
+    return {RANGE_START_TAG: bounds[0], RANGE_END_TAG: bounds[1]} if bounds else {}
+
+
 class Planner:
     """Decides, message by message, what to launch; remembers its own decisions of this tick."""
 
@@ -264,6 +289,17 @@ class Planner:
         """Why a run of the message's job cannot have its partition key, if it cannot."""
         partitions = self._partitions_def(message.job_name)
         key = message.partition_key
+        bounds = partition_range_of(message)
+        if bounds is not None and key is None:
+            if partitions is None:
+                return f"job {message.job_name} is not partitioned, message names partition range {bounds!r}"
+            for bound in bounds:
+                try:
+                    if not partitions.has_partition_key(bound):
+                        return f"job {message.job_name} has no partition {bound!r}"
+                except Exception as error:  # noqa: BLE001
+                    return f"partition {bound!r} of {message.job_name}: {type(error).__name__}"
+            return None
         if partitions is None:
             return None if key is None else f"job {message.job_name} is not partitioned, message names partition {key!r}"
         if key is None:
@@ -278,9 +314,9 @@ class Planner:
     def _superseded_by(self, message: DlqMessage) -> datetime | None:
         """When the latest successful run of the message's job and partition was created, if
         after the failure."""
-        scope = (message.job_name, message.partition_key)
+        scope = (message.job_name, scope_of(message))
         if scope not in self._latest_success:
-            tags = {PARTITION_TAG: message.partition_key} if message.partition_key else None
+            tags = scope_tags(message) or None
             records = self.instance.get_run_records(
                 filters=dg.RunsFilter(job_name=message.job_name, statuses=[dg.DagsterRunStatus.SUCCESS], tags=tags),
                 limit=1,
@@ -348,7 +384,7 @@ class Planner:
             if message.failed_at + self.cooldown > self.now:
                 self._wait(candidate, f"replay after {iso_z(message.failed_at + self.cooldown)}")
                 return
-        if (message.job_name, message.partition_key) in self.in_flight:
+        if (message.job_name, scope_of(message)) in self.in_flight:
             self._wait(candidate, "a replay of the same job and partition is in flight")
             return
         if candidate.request_id is None and self.budget <= 0:
@@ -375,8 +411,14 @@ class Planner:
         attempt = self._replays_so_far(message.correlation_id) + 1
         original = self.instance.get_run_by_id(message.run_id)
         # The same work as the failed run: its config (as_of, top_k, ...) and partition.
-        run_config = dict(original.run_config) if original is not None and original.job_name == message.job_name else {}
+        # A run launched from the UI as `__ASSET_JOB` has the same ops (and op config) as the
+        # Nova job its message names.
+        same_work = original is not None and (nova_job_of(original) or original.job_name) == message.job_name
+        run_config = dict(original.run_config) if same_work else {}
         tags = {CORRELATION_TAG: message.correlation_id, REPLAY_OF_TAG: message.run_id, REPLAY_ATTEMPT_TAG: str(attempt)}
+        if message.partition_key is None:
+            # A single-run backfill's range: the replay covers the same hours in one run.
+            tags.update(scope_tags(message))
         run_key = f"dlq-replay:{message.correlation_id}:{message.run_id}"
         if candidate.request_id:
             tags[REQUEST_TAG] = candidate.request_id
@@ -389,12 +431,12 @@ class Planner:
         )
         self.planned_runs.add(candidate.key)
         self.planned_replays[message.correlation_id] += 1
-        self.in_flight.add((message.job_name, message.partition_key))
+        self.in_flight.add((message.job_name, scope_of(message)))
         if self.parked.pop(message.run_id, None) is None and self.parked_untracked[message.job_name] > 0 \
                 and message.kind == "permanent":
             self.parked_untracked[message.job_name] -= 1
         self.launched[message.run_id] = {"correlation_id": message.correlation_id, "job_name": message.job_name,
-                                          "partition_key": message.partition_key, "run_key": run_key,
+                                          "partition_key": scope_of(message), "run_key": run_key,
                                           "since": iso_z(self.now)}
         self.counts[states.REPLAYED] += 1
         by = f" at the request of {candidate.request_id}" if candidate.request_id else ""

@@ -12,6 +12,7 @@ from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError, setting_int
+from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.jobs import scheduled_job
 from nova_jobs.lib.timing import iso_z, parse_as_of
 from nova_jobs.lib.cache_checks import (
@@ -57,6 +58,7 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
         kinds={"clickhouse", "redis"},
         owners=["team:nova-jobs"],
         retry_policy=retry_policy,
+        pool=pool_for("cache_warmer"),
         op_tags={"dagster-k8s/config": FEED_K8S_CONFIG},
         metadata={"redis_key_pattern": FEED_KEY_PREFIX + "{user_id}", "feed_size": FEED_SIZE},
         check_specs=content_check_specs(FEEDS_CHECKS),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from nova_jobs.deadletter.message import is_published
+from nova_jobs.lib.asset_jobs import nova_job_of
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class UnpublishedRuns:
 
     def observe(self, run: dg.DagsterRun, failed_at: float) -> None:
         if is_dead(run) and not is_published(run):
-            self.runs[run.run_id] = (run.job_name, failed_at)
+            self.runs[run.run_id] = (nova_job_of(run) or run.job_name, failed_at)
         else:
             self.runs.pop(run.run_id, None)
 

@@ -22,6 +22,7 @@ import dagster as dg
 
 from nova_jobs.deadletter import settings as dlq_settings
 from nova_jobs.deadletter.message import is_published
+from nova_jobs.lib.asset_jobs import nova_job_of
 from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns
 from nova_jobs.observability.jobs import DURATION_BUCKETS
 from nova_jobs.observability.sensor_ticks import SensorTicks, read_sensors
@@ -187,6 +188,9 @@ class RunLedger:
     def _process(self, records: Iterable[dg.RunRecord]) -> None:
         for record in records:
             run = record.dagster_run
+            # A "Materialize" or backfill of a job's assets counts for that job; runs of checks
+            # only (the freshness sensor's) stay under the implicit job's name.
+            job_name = nova_job_of(run) or run.job_name
             update_ts = _ts(record.update_timestamp)
             seen = self._seen.get(run.run_id)
             finished_counted = seen.finished_counted if seen else False
@@ -197,14 +201,14 @@ class RunLedger:
                 if seen is None and end < self._pruned_before:
                     finished_counted = True
                 else:
-                    self._count_finished(run.job_name, run.run_id, label, record.start_time, end)
+                    self._count_finished(job_name, run.run_id, label, record.start_time, end)
                     finished_counted = True
             self.unpublished.observe(run, record.end_time if record.end_time is not None else update_ts)
             if is_published(run) and run.run_id not in self._dlq_counted:
                 self._dlq_counted.add(run.run_id)
-                self.stats(run.job_name).dlq_messages += 1
-            if run.job_name not in self.jobs:
-                self.stats(run.job_name)
+                self.stats(job_name).dlq_messages += 1
+            if job_name not in self.jobs:
+                self.stats(job_name)
             self._seen[run.run_id] = _Seen(finished_counted, update_ts)
 
     def _read_dlq_pipeline(self) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from nova_jobs.executors import restricted_k8s_config
-
+from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_max_failed_keys
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
@@ -80,6 +80,7 @@ def build_shard_op(shard: int, shards: int, load_problem: str | None = None) -> 
         name=f"suggestions_shard_{shard}",
         out=dg.Out(dg.Nothing),
         retry_policy=NOVA_RETRY_POLICY,
+        pool=pool_for("suggested_users"),
         tags={"dagster-k8s/config": SHARD_K8S_CONFIG, "nova/shard": str(shard)},
         description=f"Suggestions for the active users of shard {shard} of {shards}.",
     )
@@ -152,7 +153,12 @@ def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinitio
         shards = resolve_shards(shards)
     shard_ops = [build_shard_op(i, shards, load_problem) for i in range(shards)]
 
-    @dg.op(name="suggestions_summary", out=dg.Out(dg.Nothing), ins={"shards_done": dg.In(dg.Nothing)})
+    @dg.op(
+        name="suggestions_summary",
+        out=dg.Out(dg.Nothing),
+        ins={"shards_done": dg.In(dg.Nothing)},
+        pool=pool_for("suggested_users"),
+    )
     def suggestions_summary(context: dg.OpExecutionContext) -> dg.Output:
         totals, slowest = _shard_totals(context, shards)
         if totals.failed:

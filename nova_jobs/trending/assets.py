@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.cache import dumps, publish_with_meta
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
@@ -19,14 +20,16 @@ from nova_jobs.lib.cache_checks import (
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.trending.queries import query_trending_with_stats
-from nova_jobs.trending.windows import WINDOWS, TrendingWindow, resolve_scoring, resolve_top_k
+from nova_jobs.trending.windows import DEFAULT_TOP_K, WINDOWS, Scoring, TrendingWindow, resolve_scoring, resolve_top_k
 
 
 class TrendingConfig(dg.Config):
-    """Per-run overrides; each falls back to its environment variable, then the contract."""
+    """Per-run overrides, shown in the launchpad at the contract's values. A field left at that
+    value takes its environment variable if set (a deployment's default), else the contract."""
 
-    scoring: str | None = None  # TRENDING_SCORING: decayed | seed
-    top_k: int | None = None  # TRENDING_TOPK
+    # At the contract's value, TRENDING_SCORING / TRENDING_TOPK still apply (see windows.py).
+    scoring: Scoring = Scoring.decayed
+    top_k: int = DEFAULT_TOP_K
     as_of: str | None = None  # ISO-8601 evaluation time; default: when the run computes
 
 
@@ -45,6 +48,7 @@ def build_trending_asset(window: TrendingWindow) -> dg.AssetsDefinition:
         kinds={"clickhouse", "redis"},
         owners=["team:nova-jobs"],
         retry_policy=NOVA_RETRY_POLICY,
+        pool=pool_for(window.job_name),
         description=(
             f"The {window.name} trending list the Nova API serves from `{window.redis_key}`: the "
             f"top posts by weighted engagement over the last {window.name}, recent engagement "

@@ -6,6 +6,7 @@ import time
 
 import dagster as dg
 
+from nova_jobs.lib.asset_jobs import pool_for
 from nova_jobs.lib.errors import reraise_classified
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
 from nova_jobs.lib.settings import SettingError
@@ -13,7 +14,7 @@ from nova_jobs.lib.tags import job_tags
 from nova_jobs.lib.timing import Stopwatch, iso_z
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.trending.queries import query_trending
-from nova_jobs.trending.windows import WINDOWS, get_window, resolve_scoring, resolve_top_k
+from nova_jobs.trending.windows import DEFAULT_TOP_K, WINDOWS, Scoring, get_window, resolve_scoring, resolve_top_k
 from nova_jobs.warehouse.schema import create_history_table
 
 HISTORY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
@@ -29,8 +30,9 @@ WHERE (window, as_of, version) IN (
 
 class TrendingHistoryConfig(dg.Config):
     windows: list[str] = list(WINDOWS)
-    scoring: str | None = None  # TRENDING_SCORING
-    top_k: int | None = None  # TRENDING_TOPK
+    # At the contract's value, TRENDING_SCORING / TRENDING_TOPK still apply (see windows.py).
+    scoring: Scoring = Scoring.decayed
+    top_k: int = DEFAULT_TOP_K
 
 
 @dg.asset(
@@ -41,6 +43,7 @@ class TrendingHistoryConfig(dg.Config):
     partitions_def=HISTORY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=24),
     retry_policy=NOVA_RETRY_POLICY,
+    pool=pool_for("trending_history"),
     description=(
         "The trending lists as they stood at the end of each hour, per window, in "
         "`trending_history` (read the newest `version` of each (window, as_of)). Re-running an "

@@ -4,12 +4,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from datetime import timedelta
 
 from nova_jobs.lib.settings import SettingError, setting_choice, setting_int
 
 SCORINGS = ("decayed", "seed")
 DEFAULT_SCORING = "decayed"
+DEFAULT_TOP_K = 50
+
+
+class Scoring(StrEnum):
+    """The run-config type of `scoring`: Dagster checks it when the run is launched, and a bad
+    value is reported at its run-config path (`ops.<op>.config.scoring`), never as the
+    environment variable it did not come from. The launchpad offers the choices."""
+
+    decayed = "decayed"
+    seed = "seed"
 
 
 @dataclass(frozen=True)
@@ -18,7 +29,7 @@ class TrendingWindow:
     span: timedelta
     decay: float
     cron: str
-    top_k: int = 50
+    top_k: int = DEFAULT_TOP_K
 
     @property
     def job_name(self) -> str:
@@ -46,9 +57,14 @@ def get_window(name: str) -> TrendingWindow:
     return window
 
 
+# The launchpad shows run-config fields at the contract's values. A field left at that value
+# does not override the deployment: the environment variable still applies. So the order is:
+# a run-config value other than the contract's, then the environment variable, then the contract.
 def resolve_scoring(explicit: str | None = None) -> str:
+    explicit = None if explicit == DEFAULT_SCORING else explicit
     return setting_choice("TRENDING_SCORING", SCORINGS, explicit, DEFAULT_SCORING)
 
 
 def resolve_top_k(window: TrendingWindow, explicit: int | None = None) -> int:
+    explicit = None if explicit == window.top_k else explicit
     return setting_int("TRENDING_TOPK", explicit, window.top_k, minimum=1, maximum=10_000)
