@@ -231,8 +231,9 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.mark.slow
 def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, project_root):
     """Kafka down: both DLQ sensors fail tick after tick and the dead run waits unpublished.
-    Kafka back: the ticks succeed, the run is published. Then the replay sensor's cursor
-    carries a summary, set the public way (`dagster sensor cursor --set`)."""
+    Kafka back: the ticks succeed, the run is published, and the replay sensor parks it (its
+    cursor's summary). Then a summary set the public way (`dagster sensor cursor --set`) is read
+    as it stands, jobs the code location does not have included."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -293,8 +294,15 @@ def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, projec
             assert value(samples, "nova_dlq_unpublished_runs", job_name="doomed") == 0
             assert value(samples, "job_dlq_messages_total", job_name="doomed") == 1
             assert is_published(instance.get_run_by_id(dead.run_id))
-            # No summary in this cursor yet: no series rather than zeros.
-            assert not [k for k in samples if k[0] == "nova_dlq_parked_messages"]
+
+            # The replay sensor reads the published failure (a RuntimeError: permanent) and
+            # parks it; its own cursor summary reaches the exporter.
+            def parked_by_the_sensor():
+                found = parse_samples(exporter.metrics().decode())
+                return value(found, "nova_dlq_parked_messages", job_name="doomed") == 1 and found
+
+            samples = wait_for("the replay sensor to park the failure", parked_by_the_sensor, 150, daemon, log)
+            assert value(samples, "nova_dlq_waiting_messages", job_name="doomed") == 0
         stop(daemon)
 
         summary = {"doomed": {"waiting": 2, "parked": 1, "skipped": 4}, "unknown": {"waiting": 0, "parked": 0, "skipped": 3}}

@@ -43,6 +43,7 @@ CHART_KEYS = {
                        "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe",
                        "labels", "volumeMounts", "volumes", "schedulerName", "initContainers",
                        "sidecarContainers", "deploymentStrategy"},
+    "image": {"repository", "tag", "pullPolicy"},
     "postgresql": {"image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword",
                    "postgresqlDatabase", "postgresqlParams", "postgresqlScheme", "service"},
 }
@@ -168,6 +169,19 @@ def test_dagster_values_use_only_keys_the_official_chart_accepts(values):
     assert set(values["postgresql"]) <= CHART_KEYS["postgresql"]
     for deployment in values["dagster-user-deployments"]["deployments"]:
         assert set(deployment) <= CHART_KEYS["userDeployment"]
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        assert set(values[component]["image"]) <= CHART_KEYS["image"]
+
+
+def test_webserver_and_daemon_can_import_nova_s_run_coordinator(values):
+    """The instance's run coordinator is a class of `nova_jobs`: the processes that build it
+    (the webserver submits runs, the daemon dequeues them) run the code location's image."""
+    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["customRunCoordinator"]
+    assert coordinator["module"].startswith("nova_jobs.")
+    code_image = values["dagster-user-deployments"]["deployments"][0]["image"]
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        image = values[component]["image"]
+        assert (image["repository"], image["tag"]) == (code_image["repository"], code_image["tag"]), component
 
 
 def test_dagster_values_match_the_production_instance(values, prod_instance):
