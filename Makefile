@@ -24,7 +24,7 @@ test: $(STAMP)
 
 ## Speed and memory at scale; BENCH_ARGS="--scale small" for a quick look.
 bench: $(STAMP)
-	$(BIN)/python -m nova_jobs.bench $(BENCH_ARGS)
+	$(BIN)/python -m nova_jobs_dev.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .nova

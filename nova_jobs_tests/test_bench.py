@@ -16,7 +16,7 @@ JOBS = ["trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_
 def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_path, project_root):
     results = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "nova_jobs.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
+        [sys.executable, "-m", "nova_jobs_dev.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
          "--caps-sample", "2", "--workdir", str(tmp_path / "work"), "--results", str(results)],
         cwd=project_root, capture_output=True, text=True, timeout=600,
     )
@@ -44,7 +44,7 @@ def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_p
 def test_the_heavy_shape_has_a_heavier_tailed_out_degree(clickhouse):
     from datetime import UTC, datetime
 
-    from nova_jobs.demo.generate import SHAPES, generate_demo
+    from nova_jobs_dev.demo.generate import SHAPES, generate_demo
 
     database = clickhouse.database_name
     degrees = {}

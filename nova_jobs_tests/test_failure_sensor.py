@@ -19,8 +19,8 @@ import pytest
 from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
 from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import DLQ_TOPIC, PUBLISHED_TAG, build_message
-from nova_jobs.localstack import free_port
 from nova_jobs.resources.kafka import KafkaResource
+from nova_jobs_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -271,7 +271,7 @@ def wait_for(predicate, timeout, what):
 def test_a_killed_worker_is_published_as_transient(tmp_path, monkeypatch):
     """The worker is SIGKILLed; the daemon's run monitoring fails the run (through the job's max
     runtime); its DLQ message says transient, so it is replayed."""
-    from nova_jobs.localstack import default_signals
+    from nova_jobs_dev.localstack import default_signals
 
     home = tmp_path / "home"
     home.mkdir()

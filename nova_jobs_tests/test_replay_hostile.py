@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from nova_jobs.cli import main as cli_main
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.replay_sensor import ReplayState
-from nova_jobs.localstack import ManagedProcess, tansu_process
 from nova_jobs.resources.kafka import KafkaResource
+from nova_jobs_dev.localstack import ManagedProcess, tansu_process
 from nova_jobs_tests.dlq_helpers import decisions, encode, ends, grown, make_defs, message, send, tick
 
 pytestmark = pytest.mark.integration

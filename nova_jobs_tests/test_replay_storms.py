@@ -15,8 +15,8 @@ import pytest
 
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.replay_sensor import ReplayState
-from nova_jobs.localstack import ManagedProcess, tansu_process
 from nova_jobs.resources.kafka import KafkaResource
+from nova_jobs_dev.localstack import ManagedProcess, tansu_process
 from nova_jobs_tests.dlq_helpers import (
     daily_job,
     decisions,

@@ -20,9 +20,9 @@ A run started by the daemon also starts a process (`dagster job execute`, ~3 s h
 neither side pays. `--caps-study` (on by default) then ranks a sample of active users with the
 default fan-out caps, tighter caps, and none. Everything printed is saved under `bench-results/`.
 
-    python -m nova_jobs.bench                          # 1,000,000 users per shape
-    python -m nova_jobs.bench --users 300000 --repeat 3
-    python -m nova_jobs.bench --scale small            # 50,000 users
+    python -m nova_jobs_dev.bench                          # 1,000,000 users per shape
+    python -m nova_jobs_dev.bench --users 300000 --repeat 3
+    python -m nova_jobs_dev.bench --scale small            # 50,000 users
 """
 
 from __future__ import annotations
@@ -45,20 +45,20 @@ from pathlib import Path
 import dagster as dg
 import redis as redis_lib
 
-from nova_jobs.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
-from nova_jobs.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
-from nova_jobs.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
-from nova_jobs.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
-from nova_jobs.bench_plain import differing_keys
-from nova_jobs.demo.generate import SHAPES, generate_demo
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
-from nova_jobs.localstack import redis_process
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps, follows_source, lists_sql
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
+from nova_jobs_dev.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
+from nova_jobs_dev.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
+from nova_jobs_dev.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
+from nova_jobs_dev.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
+from nova_jobs_dev.bench_plain import differing_keys
+from nova_jobs_dev.demo.generate import SHAPES, generate_demo
+from nova_jobs_dev.localstack import redis_process
 
 SCALES = {"small": 50_000, "default": 1_000_000}
 DATABASE = "nova"
@@ -331,7 +331,7 @@ def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nova_jobs.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m nova_jobs_dev.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=list(SCALES), default="default")
     parser.add_argument("--users", type=int, help="users in each data set (overrides --scale)")
