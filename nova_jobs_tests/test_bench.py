@@ -17,7 +17,7 @@ def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_p
     results = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "nova_jobs_dev.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
-         "--caps-sample", "2", "--workdir", str(tmp_path / "work"), "--results", str(results)],
+         "--caps-sample", "2", "--import-samples", "1", "--workdir", str(tmp_path / "work"), "--results", str(results)],
         cwd=project_root, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -39,6 +39,15 @@ def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_p
     assert caps["none"]["recall@20"] == caps["none"]["identical_lists"] == 1.0
     assert caps["1000/1000"]["identical_lists"] == 1.0
     assert "vs_limit" in (results / saved.name.replace(".json", ".txt")).read_text()
+    # The import section: what a run process pays to load the code location, beside Dagster.
+    imports = report["import"]
+    assert imports["samples"] == 1
+    assert set(imports["median_seconds"]) == {"dagster", "nova_jobs.definitions"}
+    assert imports["added_seconds"] == pytest.approx(
+        imports["median_seconds"]["nova_jobs.definitions"] - imports["median_seconds"]["dagster"])
+    added = dict(imports["heaviest_added_modules"])
+    assert "nova_jobs" in added and not {"kafka", "redis", "clickhouse_connect", "chdb"} & set(added), added
+    assert "import nova_jobs.definitions" in (results / saved.name.replace(".json", ".txt")).read_text()
 
 
 def test_the_heavy_shape_has_a_heavier_tailed_out_degree(clickhouse):

@@ -34,6 +34,13 @@ def test_importing_the_code_location_pulls_no_dev_module(project_root):
     assert not loaded & set(DEV_ONLY_MODULES), sorted(loaded & set(DEV_ONLY_MODULES))
 
 
+def test_the_code_location_imports_its_clients_only_when_a_run_opens_them(project_root):
+    # Every run process imports the code location; these cost ~0.5 s together and only the steps
+    # and sensors that talk to ClickHouse, Redis or Kafka need them (`make bench --only import`).
+    loaded = loaded_top_level_modules("import nova_jobs.definitions", project_root)
+    assert not loaded & {"kafka", "redis", "clickhouse_connect", "chdb"}, sorted(loaded)
+
+
 def test_no_runtime_module_pulls_a_dev_module(project_root):
     # Every module of the package, not only the code location: the exporter, the DLQ CLI, the executors.
     code = ("import importlib, pkgutil, nova_jobs\n"
