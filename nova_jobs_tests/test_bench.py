@@ -43,6 +43,7 @@ def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_p
     imports = report["import"]
     assert imports["samples"] == 1
     assert set(imports["median_seconds"]) == {"dagster", "nova_jobs.definitions"}
+    # One sample: the median of the pairs' differences is that pair's difference.
     assert imports["added_seconds"] == pytest.approx(
         imports["median_seconds"]["nova_jobs.definitions"] - imports["median_seconds"]["dagster"])
     added = dict(imports["heaviest_added_modules"])
