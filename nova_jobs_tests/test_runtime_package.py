@@ -65,9 +65,10 @@ def test_runtime_dependencies_leave_out_the_dev_ones(project_root):
     ("dev", "nova_jobs_dev"), ("dev", "psutil"), ("load-demo", "nova_jobs_dev"), ("load-demo", "numpy"),
 ])
 def test_dev_commands_without_the_dev_package_say_what_to_install(project_root, command, missing):
-    # A None entry in sys.modules makes `import missing` fail as if it were not installed.
+    # A None entry in sys.modules makes `import missing` fail as if it were not installed. With
+    # --help, a CLI that imported it anyway prints its help (exit 0) instead of starting a stack.
     code = (f"import sys; sys.modules[{missing!r}] = None\n"
-            f"from nova_jobs.cli import main; sys.exit(main([{command!r}]))")
+            f"from nova_jobs.cli import main; sys.exit(main([{command!r}, '--help']))")
     env = {**os.environ, "PYTHONPATH": str(project_root)}
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=project_root, capture_output=True,
                             text=True, timeout=120)
