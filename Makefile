@@ -1,4 +1,5 @@
-# Two commands for a fresh machine: `make dev` and `make test`.
+# Two commands for a fresh machine: `make dev` and `make test`. Both install `.[dev]`: the runtime
+# (nova_jobs) and, beside it, the local stack, demo data and benchmarks (nova_jobs_dev).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,9 +23,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-## Speed and memory at scale; BENCH_ARGS="--scale small" for a quick look.
+## Import time of the code location, then speed and memory at scale; BENCH_ARGS="--scale small"
+## for a quick look, BENCH_ARGS="--only import" for the import time alone.
 bench: $(STAMP)
-	$(BIN)/python -m nova_jobs.bench $(BENCH_ARGS)
+	$(BIN)/python -m nova_jobs_dev.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .nova

@@ -1,5 +1,7 @@
 """`nova-jobs`: the operator's command line. Each domain owns its subcommands; this module only
-dispatches, importing a domain when its command runs (so `nova-jobs dlq` never loads chdb)."""
+dispatches, importing a domain when its command runs (so `nova-jobs dlq` never loads chdb).
+`dev` and `load-demo` live in the development package `nova_jobs_dev`, which the runtime
+install (and the image) leaves out."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import traceback
 from nova_jobs.lib.redact import RedactingFormatter, redact_text
 from nova_jobs.lib.settings import SettingError
 
+DEV_PACKAGE = "nova_jobs_dev"
+DEV_INSTALL_HINT = "pip install -e '.[dev]' in a checkout of the repository (what `make` does)"
+
 # subcommand -> (module, help). Each module provides `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = {
-    "dev": ("nova_jobs.devstack", "start the local stack and `dagster dev` (what `make dev` runs)"),
-    "load-demo": ("nova_jobs.demo.cli", "create the tables and load the generated demo data set"),
+    "dev": ("nova_jobs_dev.devstack", "start the local stack and `dagster dev` (what `make dev` runs)"),
+    "load-demo": ("nova_jobs_dev.demo.cli", "create the tables and load the generated demo data set"),
     "dlq": ("nova_jobs.deadletter.cli", "list and replay the jobs-dlq dead-letter queue"),
     "exporter": ("nova_jobs.observability.cli", "serve /metrics and /health/jobs from the Dagster instance"),
 }
@@ -29,7 +34,8 @@ def configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
-    logging.getLogger("nova_jobs").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for ours in ("nova_jobs", DEV_PACKAGE):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
@@ -47,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text)
         if name == chosen:
-            modules[name] = importlib.import_module(module_name)
+            try:
+                modules[name] = importlib.import_module(module_name)
+            except ModuleNotFoundError as missing:
+                if not module_name.startswith(f"{DEV_PACKAGE}."):
+                    raise
+                # The runtime install has no local stack: say what to install, not a traceback.
+                print(f"nova-jobs {name}: error: needs the development package and its dependencies "
+                      f"(missing module {missing.name!r}): {DEV_INSTALL_HINT}", file=sys.stderr)
+                return 2
             modules[name].add_arguments(sub)
     args = parser.parse_args(argv)
     args.verbose = verbose

@@ -17,11 +17,11 @@ import dagster as dg
 import pytest
 import redis as redis_lib
 
-from nova_jobs.localstack import ManagedProcess, redis_process, tansu_process
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.warehouse.schema import create_source_tables
+from nova_jobs_dev.localstack import ManagedProcess, redis_process, tansu_process
 
 
 @pytest.fixture(scope="session")

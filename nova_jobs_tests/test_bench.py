@@ -16,8 +16,8 @@ JOBS = ["trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_
 def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_path, project_root):
     results = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "nova_jobs.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
-         "--caps-sample", "2", "--workdir", str(tmp_path / "work"), "--results", str(results)],
+        [sys.executable, "-m", "nova_jobs_dev.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
+         "--caps-sample", "2", "--import-samples", "1", "--workdir", str(tmp_path / "work"), "--results", str(results)],
         cwd=project_root, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -39,12 +39,22 @@ def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_p
     assert caps["none"]["recall@20"] == caps["none"]["identical_lists"] == 1.0
     assert caps["1000/1000"]["identical_lists"] == 1.0
     assert "vs_limit" in (results / saved.name.replace(".json", ".txt")).read_text()
+    # The import section: what a run process pays to load the code location, beside Dagster.
+    imports = report["import"]
+    assert imports["samples"] == 1
+    assert set(imports["median_seconds"]) == {"dagster", "nova_jobs.definitions"}
+    # One sample: the median of the pairs' differences is that pair's difference.
+    assert imports["added_seconds"] == pytest.approx(
+        imports["median_seconds"]["nova_jobs.definitions"] - imports["median_seconds"]["dagster"])
+    added = dict(imports["heaviest_added_modules"])
+    assert "nova_jobs" in added and not {"kafka", "redis", "clickhouse_connect", "chdb"} & set(added), added
+    assert "import nova_jobs.definitions" in (results / saved.name.replace(".json", ".txt")).read_text()
 
 
 def test_the_heavy_shape_has_a_heavier_tailed_out_degree(clickhouse):
     from datetime import UTC, datetime
 
-    from nova_jobs.demo.generate import SHAPES, generate_demo
+    from nova_jobs_dev.demo.generate import SHAPES, generate_demo
 
     database = clickhouse.database_name
     degrees = {}

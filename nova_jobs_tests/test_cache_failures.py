@@ -27,10 +27,10 @@ from nova_jobs.feeds.assets import build_feeds_asset
 from nova_jobs.lib.cache import MAX_TTL_SECONDS, resolve_ttl, write_many
 from nova_jobs.lib.settings import SettingError
 from nova_jobs.lib.tags import job_tags
-from nova_jobs.localstack import ManagedProcess, redis_process
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.suggestions.assets import build_suggested_users_asset
 from nova_jobs.trending.windows import WINDOWS
+from nova_jobs_dev.localstack import ManagedProcess, redis_process
 from nova_jobs_tests.conftest import insert_rows
 
 pytestmark = pytest.mark.integration

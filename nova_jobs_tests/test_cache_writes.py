@@ -7,7 +7,7 @@ import pytest
 import redis as redis_lib
 
 from nova_jobs.lib.cache import write_many
-from nova_jobs.localstack import free_port
+from nova_jobs_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

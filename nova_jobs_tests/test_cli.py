@@ -12,7 +12,7 @@ import pytest
 from nova_jobs.deadletter.kafka_io import publish_json
 from nova_jobs.deadletter.message import DLQ_TOPIC, DlqMessage
 from nova_jobs.lib.timing import iso_z
-from nova_jobs.localstack import free_port
+from nova_jobs_dev.localstack import free_port
 
 NOVA_JOBS = str(Path(sys.executable).parent / "nova-jobs")
 

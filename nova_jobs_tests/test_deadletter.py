@@ -25,10 +25,10 @@ from nova_jobs.deadletter.message import (
 from nova_jobs.deadletter.replay_sensor import ReplayState
 from nova_jobs.lib.tags import job_tags
 from nova_jobs.lib.timing import iso_z
-from nova_jobs.localstack import free_port, tansu_process
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs.trending.windows import WINDOWS
+from nova_jobs_dev.localstack import free_port, tansu_process
 
 pytestmark = pytest.mark.integration
 

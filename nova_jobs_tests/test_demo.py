@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nova_jobs.demo.generate import generate_demo
+from nova_jobs_dev.demo.generate import generate_demo
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nova_jobs.demo.freshen import event_span, shift_to_now
+from nova_jobs_dev.demo.freshen import event_span, shift_to_now
 from nova_jobs_tests.conftest import insert_rows
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from nova_jobs.devlog import TerminalFilter
+from nova_jobs_dev.devlog import TerminalFilter
 from nova_jobs_tests.conftest import insert_rows
 
 pytestmark = pytest.mark.integration

@@ -20,12 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from nova_jobs.localstack import default_signals, free_port, tansu_process
 from nova_jobs.deadletter.message import is_published
 from nova_jobs.observability.dlq_watch import CorruptSummary, ReplaySummary, parse_summary
 from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG
 from nova_jobs.observability.sensor_ticks import read_sensor
 from nova_jobs.observability.server import Exporter
+from nova_jobs_dev.localstack import default_signals, free_port, tansu_process
 from nova_jobs_tests.test_observability import Served, value
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from nova_jobs.lib.errors import (
     root_link,
 )
 from nova_jobs.lib.settings import SettingError, setting_int
-from nova_jobs.localstack import free_port
+from nova_jobs_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_a_transaction_on_a_read_only_replica_classifies_by_its_queued_error(red
     """MULTI on a replica: redis-py raises the queued command's ReadOnlyError while handling
     EXECABORT; the root cause is the READONLY, not the abort."""
     from nova_jobs.lib.cache import publish_with_meta
-    from nova_jobs.localstack import redis_process
+    from nova_jobs_dev.localstack import redis_process
 
     primary = redis_lib.Redis.from_url(redis_url)
     with redis_process(data_dir=tmp_path) as replica_server:

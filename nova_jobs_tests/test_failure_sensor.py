@@ -17,8 +17,8 @@ import pytest
 from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
 from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import DLQ_TOPIC, PUBLISHED_TAG, build_message
-from nova_jobs.localstack import free_port
 from nova_jobs.resources.kafka import KafkaResource
+from nova_jobs_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nova_jobs.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
-from nova_jobs.bench_plain import differing_keys, same_items
 from nova_jobs.feeds.queries import FEEDS_SQL, feed_params
 from nova_jobs.warehouse.active_users import active_window
+from nova_jobs_dev.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
+from nova_jobs_dev.bench_plain import differing_keys, same_items
 
 pytestmark = pytest.mark.integration
 

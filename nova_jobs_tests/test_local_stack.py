@@ -18,7 +18,7 @@ import pytest
 import redis as redis_lib
 
 from nova_jobs.lib.settings import SettingError
-from nova_jobs.localstack import default_signals, free_port
+from nova_jobs_dev.localstack import default_signals, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -203,7 +203,7 @@ def test_make_dev_restarts_with_its_caches_and_replays_what_fails_after(tmp_path
 
 def test_local_redis_keeps_its_data_across_a_restart(tmp_path):
     """`make dev`'s Redis persists in its data dir, so the caches survive a restart."""
-    from nova_jobs.localstack import redis_process
+    from nova_jobs_dev.localstack import redis_process
 
     with redis_process(data_dir=tmp_path / "redis", persist=True) as server:
         client = redis_lib.Redis(port=server.port, decode_responses=True)

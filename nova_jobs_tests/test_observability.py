@@ -217,7 +217,7 @@ def test_killed_run_worker_is_counted_as_failed_and_dead_lettered_as_transient(t
     """A run whose worker is SIGKILLed stays STARTED until the daemon's run monitoring marks it
     failed (here through the job's max runtime); the exporter then counts it as a failure, and
     its DLQ message says transient, so it is replayed."""
-    from nova_jobs.localstack import default_signals
+    from nova_jobs_dev.localstack import default_signals
 
     home = tmp_path / "home"
     home.mkdir()
@@ -473,7 +473,7 @@ def test_scrape_passes_promtool_check_metrics(promtool, served, served_names):
 
 def test_cli_serves_metrics_and_health_from_dagster_home(tmp_path):
     """`nova-jobs exporter` as `make dev` starts it: reads DAGSTER_HOME, stops on SIGTERM."""
-    from nova_jobs.localstack import ManagedProcess, free_port
+    from nova_jobs_dev.localstack import ManagedProcess, free_port
 
     home = tmp_path / "home"
     home.mkdir()

@@ -90,3 +90,13 @@ def test_exporter_is_a_second_command_of_the_same_image(project_root):
     assert "exporter" in COMMANDS
     scripts = (project_root / "pyproject.toml").read_text()
     assert 'nova-jobs = "nova_jobs.cli:main"' in scripts
+
+
+def test_image_installs_the_runtime_only(dockerfile, project_root):
+    # The local stack, demo data and benchmarks (nova_jobs_dev) and their extra stay out.
+    copied = [rest for keyword, rest in dockerfile if keyword == "COPY"]
+    assert not [rest for rest in copied if "nova_jobs_dev" in rest or rest.split()[0] == "."], copied
+    installs = [rest for keyword, rest in dockerfile if keyword == "RUN" and "pip install" in rest]
+    assert installs and not [rest for rest in installs if "[" in rest], installs
+    ignore = (project_root / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore and not [line for line in ignore if line.startswith("!nova_jobs_dev")]

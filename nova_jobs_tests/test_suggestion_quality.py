@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nova_jobs.demo.generate import generate_demo
 from nova_jobs.suggestions import defs as suggestion_defs
 from nova_jobs.suggestions.quality import holdout_recall
 from nova_jobs.suggestions.queries import SuggestionCaps
+from nova_jobs_dev.demo.generate import generate_demo
 from nova_jobs_tests.conftest import insert_rows
 
 pytestmark = pytest.mark.integration

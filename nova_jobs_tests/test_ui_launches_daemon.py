@@ -20,7 +20,7 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.cli import main as cli_main
 from nova_jobs.deadletter.message import DLQ_TOPIC, REPLAY_OF_TAG
-from nova_jobs.localstack import default_signals, redis_process, tansu_process
+from nova_jobs_dev.localstack import default_signals, redis_process, tansu_process
 from nova_jobs.observability.ledger import RunLedger
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.test_deadletter_daemon import CREATE_TABLES, wait_for

@@ -7,11 +7,12 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
-
-from kafka import KafkaConsumer, TopicPartition
+from typing import TYPE_CHECKING, Any
 
 from nova_jobs.resources.kafka import KafkaResource
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, TopicPartition
 
 SEND_TIMEOUT_SECONDS = 10.0
 
@@ -61,6 +62,8 @@ def open_consumer(kafka: KafkaResource) -> KafkaConsumer:
 
 
 def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    from kafka import TopicPartition
+
     partitions = consumer.partitions_for_topic(topic)
     if partitions is None:
         # Unknown topic: ask once more (the metadata request may have just created it).

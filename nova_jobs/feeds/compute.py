@@ -6,9 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-
-import redis as redis_lib
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING
 
 from nova_jobs.feeds.queries import FEEDS_SQL, feed_params, parse_trending, trending_fallback_json
 from nova_jobs.lib.cache import BulkWriteResult, write_many
@@ -16,6 +14,10 @@ from nova_jobs.lib.timing import Stopwatch
 from nova_jobs.trending.queries import query_trending
 from nova_jobs.trending.windows import WINDOWS, resolve_scoring, resolve_top_k
 from nova_jobs.warehouse.active_users import active_window
+
+if TYPE_CHECKING:
+    import redis as redis_lib
+    from clickhouse_connect.driver.client import Client
 
 TRENDING_24H = WINDOWS["24h"]
 

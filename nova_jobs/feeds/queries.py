@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING
 
 from nova_jobs.lib.cache import dumps
 from nova_jobs.warehouse.blocks import blocked_pairs_sql
 from nova_jobs.warehouse.engagement import WEIGHT_TENTHS_SQL
 from nova_jobs.warehouse.active_users import top_active_users_sql
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 FEED_KEY_PREFIX = "nova:cache:feed:"
 FEED_WINDOW_SECONDS = 48 * 3600

@@ -18,13 +18,15 @@ import random
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import redis
 
 from nova_jobs.lib.errors import ErrorKind, classified_failure, classify
 from nova_jobs.lib.settings import SettingError, setting_int
+
+if TYPE_CHECKING:
+    import redis
 
 # Redis accepts `EX` up to what fits a signed 64-bit count of milliseconds once added to now;
 # ten years is far beyond any cache and far below that.
@@ -156,6 +158,8 @@ class _PipelineWriter(threading.Thread):
 
     @staticmethod
     def _round_trip(connection, batch: list[tuple[str, str, int]]) -> list[Exception | None]:
+        import redis
+
         connection.send_packed_command([b"".join(_set_command(*item) for item in batch)])
         replies: list[Exception | None] = []
         for _ in batch:

@@ -18,7 +18,7 @@ import dagster as dg
 
 from nova_jobs.lib.settings import setting_int
 
-# The name `dg.build_last_update_freshness_checks` gives its checks (observability.checks asserts it).
+# The name of every cache's freshness check (observability.freshness builds them; observability.checks asserts it).
 FRESHNESS_CHECK_NAME = "freshness_check"
 
 

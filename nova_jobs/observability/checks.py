@@ -8,14 +8,13 @@ the values they have just written (`lib.cache_checks`), so a run is one step; th
 suggestions asset has no step that sees every value, so its checks read Redis back in a step of
 their own (`build_cache_checks`).
 
-Each cache also gets a freshness check: stale when not updated within twice its refresh
-interval. Only its sensor runs it, never the cache job (`lib.cache_checks.without_freshness_checks`): a run per
+Each cache also gets a freshness check (`observability.freshness`): stale when not updated within
+twice its refresh interval, pending until the cache's first materialization. Only its sensor runs it, never the cache job (`lib.cache_checks.without_freshness_checks`): a run per
 evaluation that can change the answer, not a step in every refresh.
 
 Adding a cache is one line in CACHE_CHECKS.
 """
 
-import warnings
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from nova_jobs.lib.cache_checks import (
     top_k_setting,
 )
 from nova_jobs.lib.retries import NOVA_RETRY_POLICY
+from nova_jobs.observability.freshness import build_freshness_check, build_freshness_sensor
 from nova_jobs.observability.jobs import JOB_INTERVALS, STALE_AFTER_INTERVALS
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.suggestions.assets import SUGGESTED_USERS_KEY
@@ -90,18 +90,10 @@ def build_cache_checks(spec: CacheCheckSpec) -> dg.AssetChecksDefinition:
 def build_freshness_checks(specs: Sequence[CacheCheckSpec]) -> list[dg.AssetChecksDefinition]:
     # Freshness checks (rather than 1.13's FreshnessPolicy on the asset) keep this cross-cutting
     # policy here, visible as checks in the UI, without touching each domain's asset definitions.
-    checks: list[dg.AssetChecksDefinition] = []
-    for spec in specs:
-        interval = JOB_INTERVALS.get(spec.job_name, 3600)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", dg.SupersessionWarning)
-            built = dg.build_last_update_freshness_checks(
-                assets=[spec.asset_key],
-                lower_bound_delta=timedelta(seconds=interval * STALE_AFTER_INTERVALS),
-                severity=dg.AssetCheckSeverity.WARN,
-            )
-        checks.extend(built)
-    return checks
+    return [
+        build_freshness_check(spec.asset_key, timedelta(seconds=JOB_INTERVALS.get(spec.job_name, 3600) * STALE_AFTER_INTERVALS))
+        for spec in specs
+    ]
 
 
 # Trending and feeds check their values in their own step (see the module docstring).
@@ -111,11 +103,4 @@ freshness_checks = build_freshness_checks(CACHE_CHECKS)
 
 # The cache jobs leave these to the sensor by name (`lib.cache_checks.without_freshness_checks`).
 assert {key.name for checks in freshness_checks for key in checks.check_keys} == {FRESHNESS_CHECK_NAME}
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.SupersessionWarning)
-    freshness_sensor = dg.build_sensor_for_freshness_checks(
-        freshness_checks=freshness_checks,
-        name="cache_freshness_sensor",
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-    )
+freshness_sensor = build_freshness_sensor(freshness_checks, name="cache_freshness_sensor")

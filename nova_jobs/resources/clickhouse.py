@@ -11,15 +11,17 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import clickhouse_connect
 import dagster as dg
-from clickhouse_connect.driver.client import Client
 from pydantic import Field
 
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError, setting_int, setting_str
 from nova_jobs.resources.urls import check_url, shown
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOCKED_MARKERS = ("error initializing embeddedserver", "cannot lock file")
@@ -82,6 +84,9 @@ class ClickHouseResource(dg.ConfigurableResource):
         return setting_int("CLICKHOUSE_TIMEOUT_MS", self.timeout_ms, 300_000, minimum=1) / 1000.0
 
     def _open(self) -> Client:
+        # Imported here: every run process loads the code location, few open the warehouse.
+        import clickhouse_connect
+
         scheme = validate_clickhouse_url(self.url)
         if scheme == "chdb":
             return clickhouse_connect.get_client(dsn=self.url)

@@ -7,13 +7,15 @@ TLS and SASL come from `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`,
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from kafka import KafkaConsumer, KafkaProducer
 from pydantic import Field
 
 from nova_jobs.lib.settings import SettingError, setting_choice
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
 
 
 def parse_brokers(brokers: str) -> list[str]:
@@ -53,6 +55,9 @@ class KafkaResource(dg.ConfigurableResource):
         return parse_brokers(self.brokers)
 
     def producer(self) -> KafkaProducer:
+        # kafka-python is imported when a client opens, not with the code location (~0.2 s).
+        from kafka import KafkaProducer
+
         return KafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
             acks="all",
@@ -67,6 +72,8 @@ class KafkaResource(dg.ConfigurableResource):
         )
 
     def consumer(self, **options: Any) -> KafkaConsumer:
+        from kafka import KafkaConsumer
+
         settings: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "enable_auto_commit": False,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import redis
 from pydantic import Field
 
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError
 from nova_jobs.resources.urls import check_url, shown
+
+if TYPE_CHECKING:
+    import redis
 
 
 def validate_redis_url(url: str) -> None:
@@ -32,6 +36,9 @@ class RedisResource(dg.ConfigurableResource):
         return redact_url(self.url)
 
     def get_client(self) -> redis.Redis:
+        # Imported here: every run process loads the code location (redis-py takes ~0.2 s).
+        import redis
+
         validate_redis_url(self.url)
         return redis.Redis.from_url(
             self.url,

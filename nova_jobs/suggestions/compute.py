@@ -6,9 +6,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-
-import redis as redis_lib
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING
 
 from nova_jobs.lib.cache import BulkWriteResult, write_many
 from nova_jobs.lib.timing import Stopwatch
@@ -22,6 +20,10 @@ from nova_jobs.suggestions.queries import (
     shard_condition,
 )
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
+
+if TYPE_CHECKING:
+    import redis as redis_lib
+    from clickhouse_connect.driver.client import Client
 
 _SHARD_USERS_ORDERED_SQL = "SELECT user_id FROM ({users}) ORDER BY user_id"
 WRITE_CHUNK = 2000

@@ -9,10 +9,12 @@ baseline is the same list with no friends-of-friends: the most-followed people, 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING
 
 from nova_jobs.suggestions.queries import SuggestionCaps, follows_source, lists_sql
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 _HIDDEN = """
 SELECT follower_id AS user_id, followee_id AS c FROM {db:Identifier}.follows

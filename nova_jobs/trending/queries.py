@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING
 
 from nova_jobs.trending.windows import TrendingWindow
 from nova_jobs.warehouse.engagement import KNOWN_TYPES_SQL as _KNOWN_TYPES
 from nova_jobs.warehouse.engagement import WEIGHT_SQL as _WEIGHT
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 
 # Each distinct (user, type) pair counts once, decayed by the age of its latest event; the

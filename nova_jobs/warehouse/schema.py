@@ -6,7 +6,10 @@ table Nova Jobs owns is `trending_history`.
 
 from __future__ import annotations
 
-from clickhouse_connect.driver.client import Client
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 SOURCE_TABLES = {
     "post_events": """

@@ -20,9 +20,13 @@ A run started by the daemon also starts a process (`dagster job execute`, ~3 s h
 neither side pays. `--caps-study` (on by default) then ranks a sample of active users with the
 default fan-out caps, tighter caps, and none. Everything printed is saved under `bench-results/`.
 
-    python -m nova_jobs.bench                          # 1,000,000 users per shape
-    python -m nova_jobs.bench --users 300000 --repeat 3
-    python -m nova_jobs.bench --scale small            # 50,000 users
+    python -m nova_jobs_dev.bench                          # 1,000,000 users per shape
+    python -m nova_jobs_dev.bench --users 300000 --repeat 3
+    python -m nova_jobs_dev.bench --scale small            # 50,000 users
+    python -m nova_jobs_dev.bench --only import            # the code location's import time alone
+
+Before the jobs it measures what every run process pays first: `import nova_jobs.definitions`
+beside `import dagster`, a median of fresh processes (`nova_jobs_dev/import_bench.py`).
 """
 
 from __future__ import annotations
@@ -45,20 +49,21 @@ from pathlib import Path
 import dagster as dg
 import redis as redis_lib
 
-from nova_jobs.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
-from nova_jobs.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
-from nova_jobs.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
-from nova_jobs.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
-from nova_jobs.bench_plain import differing_keys
-from nova_jobs.demo.generate import SHAPES, generate_demo
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
-from nova_jobs.localstack import redis_process
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps, follows_source, lists_sql
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
+from nova_jobs_dev import import_bench
+from nova_jobs_dev.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
+from nova_jobs_dev.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
+from nova_jobs_dev.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
+from nova_jobs_dev.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
+from nova_jobs_dev.bench_plain import differing_keys
+from nova_jobs_dev.demo.generate import SHAPES, generate_demo
+from nova_jobs_dev.localstack import redis_process
 
 SCALES = {"small": 50_000, "default": 1_000_000}
 DATABASE = "nova"
@@ -331,7 +336,7 @@ def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nova_jobs.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m nova_jobs_dev.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=list(SCALES), default="default")
     parser.add_argument("--users", type=int, help="users in each data set (overrides --scale)")
@@ -342,7 +347,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="caps study on 1 in N active users of the first shape (20); 0 skips the study")
     parser.add_argument("--workdir", type=Path, default=Path(".nova/bench"))
     parser.add_argument("--results", type=Path, default=Path("bench-results"), help="where the output is saved")
+    parser.add_argument("--only", choices=["import", "jobs"],
+                        help="one section: the code location's import time, or the jobs (default: both)")
+    parser.add_argument("--import-samples", type=int, default=7, help="fresh processes per import (7)")
     args = parser.parse_args(argv)
+    imports = None
+    if args.only != "jobs":
+        # First, before the data sets load the machine: what every run process pays at start.
+        imports = import_bench.measure(args.import_samples)
+        print(import_bench.report(imports), flush=True)
+        if args.only == "import":
+            return 0
     users = args.users or SCALES[args.scale]
     shapes = [shape.strip() for shape in args.shapes.split(",") if shape.strip()]
     unknown = [shape for shape in shapes if shape not in SHAPES]
@@ -365,12 +380,14 @@ def main(argv: list[str] | None = None) -> int:
             f"Fan-out caps: recall of the exact (uncapped) top {SuggestionCaps().per_user} on 1 in "
             f"{args.caps_sample} active users, and query time"
         ))
+    if imports:
+        text = import_bench.report(imports) + "\n\n" + text
     text += f"\n\nbench wall time {time.perf_counter() - started:.0f} s; python {sys.version.split()[0]}"
     print("\n" + text)
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (args.results / f"bench-{users}-{stamp}.txt").write_text(text + "\n")
-    (args.results / f"bench-{users}-{stamp}.json").write_text(json.dumps({"jobs": results, "caps": study}, indent=1))
+    (args.results / f"bench-{users}-{stamp}.json").write_text(json.dumps({"jobs": results, "caps": study, "import": imports}, indent=1))
     return 0
 
 

@@ -8,10 +8,10 @@ import logging
 import os
 from dataclasses import asdict
 
-from nova_jobs.demo.freshen import event_span, shift_to_now
-from nova_jobs.demo.generate import generate_demo, store_is_empty
 from nova_jobs.lib.settings import SettingError
 from nova_jobs.resources.clickhouse import ClickHouseResource, validate_clickhouse_url
+from nova_jobs_dev.demo.freshen import event_span, shift_to_now
+from nova_jobs_dev.demo.generate import generate_demo, store_is_empty
 
 log = logging.getLogger("nova_jobs.demo")
 

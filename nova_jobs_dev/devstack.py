@@ -32,13 +32,13 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nova_jobs.devlog import pump
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError, setting_int
-from nova_jobs.localstack import ManagedProcess, free_port, port_open, redis_process, tansu_process
 from nova_jobs.resources.clickhouse import validate_clickhouse_url
 from nova_jobs.resources.kafka import parse_brokers
 from nova_jobs.resources.redis import validate_redis_url
+from nova_jobs_dev.devlog import pump
+from nova_jobs_dev.localstack import ManagedProcess, free_port, port_open, redis_process, tansu_process
 
 log = logging.getLogger("nova_jobs.dev")
 

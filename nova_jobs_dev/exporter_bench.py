@@ -1,6 +1,6 @@
 """How fast the exporter scrapes an instance holding many runs (not a test: it prints figures).
 
-    python -m nova_jobs.observability.bench --runs 100000
+    python -m nova_jobs_dev.exporter_bench --runs 100000
 
 Seeds a temporary sqlite instance with finished runs of the five jobs (about 2 % failed, some
 tagged as published to the DLQ), then times: the exporter's first (full) read, a scrape with
