@@ -103,3 +103,38 @@ def test_a_bad_load_time_setting_fails_the_run_naming_it(tmp_path, project_root,
     # What reaches the DLQ: the setting as the root cause, permanent, never retried.
     dead = build_message(instance, run)
     assert (dead.error, dead.error_class, dead.kind, dead.retry_count) == (message, "SettingError", "permanent", 0)
+
+
+def _failure_text(result) -> str:
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    return failures[0].event_specific_data.error.message if failures else ""
+
+
+@pytest.mark.parametrize(
+    ("run_config", "env", "named", "not_named"),
+    [
+        # A value typed in the launchpad is blamed on its run-config field...
+        ({"top_k": 0}, {}, "run config top_k=0 must be at least 1", "TRENDING_TOPK"),
+        # ...and a deployment's bad variable on the variable, whatever the launchpad shows.
+        ({}, {"TRENDING_TOPK": "0"}, "TRENDING_TOPK=0 must be at least 1", "run config"),
+        ({"top_k": 20000}, {"TRENDING_TOPK": "20"}, "run config top_k=20000 must be at most 10000", "TRENDING_TOPK"),
+    ],
+)
+def test_a_bad_value_names_the_run_config_field_or_the_variable_it_came_from(monkeypatch, run_config, env, named,
+                                                                            not_named):
+    from nova_jobs.resources.clickhouse import ClickHouseResource
+    from nova_jobs.resources.redis import RedisResource
+    from nova_jobs.trending.assets import build_trending_asset
+    from nova_jobs.trending.windows import WINDOWS
+
+    monkeypatch.delenv("TRENDING_TOPK", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # Nothing is reached: the settings are resolved before any query.
+    resources = {"clickhouse": ClickHouseResource(url="http://127.0.0.1:9"), "redis": RedisResource(url="redis://127.0.0.1:9/0")}
+    result = dg.materialize([build_trending_asset(WINDOWS["1h"])], resources=resources, raise_on_error=False,
+                            run_config={"ops": {"cache__trending_1h": {"config": run_config}}})
+    assert not result.success
+    text = _failure_text(result)
+    assert named in text
+    assert not_named not in text

@@ -77,7 +77,8 @@ def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.As
         redis: RedisResource,
     ) -> dg.MaterializeResult:
         try:
-            target_users = setting_int("FEED_TARGET_USERS", config.target_users, 1000, minimum=1, maximum=10_000_000)
+            target_users = setting_int("FEED_TARGET_USERS", config.target_users, 1000, minimum=1, maximum=10_000_000,
+                                       field="target_users")
             ttl, jitter = resolve_ttl("FEED_TTL_SEC", config.ttl_seconds, 120,
                                       "FEED_TTL_JITTER_SEC", config.ttl_jitter_seconds, 10)
             max_failed_keys = resolve_max_failed_keys(config.max_failed_keys)

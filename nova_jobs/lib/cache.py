@@ -214,17 +214,18 @@ def write_many(
 
 def resolve_max_failed_keys(explicit: int | None = None) -> int:
     """Keys a bulk write may fail before its step fails (per step: a suggestions shard, the warmer)."""
-    return setting_int("CACHE_MAX_FAILED_KEYS", explicit, 0, minimum=0)
+    return setting_int("CACHE_MAX_FAILED_KEYS", explicit, 0, minimum=0, field="max_failed_keys")
 
 
 def resolve_ttl(name: str, explicit: int | None, default: int, jitter_name: str | None = None,
                 jitter_explicit: int | None = None, jitter_default: int = 0) -> tuple[int, int]:
     """(ttl, jitter) in seconds that Redis accepts for every key: at least 1 s, and at most
-    MAX_TTL_SECONDS with the jitter added; a bad value names its setting."""
-    ttl = setting_int(name, explicit, default, minimum=1, maximum=MAX_TTL_SECONDS)
+    MAX_TTL_SECONDS with the jitter added; a bad value names its setting (or run-config field)."""
+    ttl = setting_int(name, explicit, default, minimum=1, maximum=MAX_TTL_SECONDS, field="ttl_seconds")
     jitter = 0
     if jitter_name is not None:
-        jitter = setting_int(jitter_name, jitter_explicit, jitter_default, minimum=0, maximum=MAX_TTL_SECONDS)
+        jitter = setting_int(jitter_name, jitter_explicit, jitter_default, minimum=0, maximum=MAX_TTL_SECONDS,
+                             field="ttl_jitter_seconds")
     if ttl + jitter > MAX_TTL_SECONDS:
         raise SettingError(f"{name}={ttl} plus {jitter_name}={jitter} must be at most {MAX_TTL_SECONDS} (10 years)")
     return ttl, jitter

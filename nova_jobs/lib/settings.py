@@ -26,6 +26,12 @@ def _raw(name: str, explicit: object | None) -> str | None:
     return value.strip()
 
 
+def _label(name: str, explicit: object | None, field: str | None) -> str:
+    """What an error names: the run-config field when the value came from one, else the
+    environment variable (or the setting) it came from."""
+    return f"run config {field}" if explicit is not None and field else name
+
+
 def _parse(kind: type[T], value: str) -> T | None:
     # Raised outside the `except`, a SettingError carries no parse error as its context: the
     # setting's name is the root cause an operator sees.
@@ -44,19 +50,20 @@ def setting_str(name: str, explicit: str | None = None, default: str | None = No
     return value
 
 
-def _setting_number(name, kind, noun, explicit, default, minimum, maximum):
+def _setting_number(name, kind, noun, explicit, default, minimum, maximum, field=None):
     value = _raw(name, explicit)
+    label = _label(name, explicit, field)
     if value is None:
         if default is None:
             raise SettingError(f"{name} is not set")
         return default
     number = _parse(kind, value)
     if number is None:
-        raise SettingError(f"{name}={value!r} is not {noun}")
+        raise SettingError(f"{label}={value!r} is not {noun}")
     if minimum is not None and number < minimum:
-        raise SettingError(f"{name}={number} must be at least {minimum}")
+        raise SettingError(f"{label}={number} must be at least {minimum}")
     if maximum is not None and number > maximum:
-        raise SettingError(f"{name}={number} must be at most {maximum}")
+        raise SettingError(f"{label}={number} must be at most {maximum}")
     return number
 
 
@@ -66,8 +73,10 @@ def setting_int(
     default: int | None = None,
     minimum: int | None = None,
     maximum: int | None = None,
+    field: str | None = None,
 ) -> int:
-    return _setting_number(name, int, "a whole number", explicit, default, minimum, maximum)
+    """`field`: the run-config field `explicit` came from, named in errors instead of `name`."""
+    return _setting_number(name, int, "a whole number", explicit, default, minimum, maximum, field)
 
 
 def setting_float(
@@ -76,15 +85,17 @@ def setting_float(
     default: float | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
+    field: str | None = None,
 ) -> float:
-    return _setting_number(name, float, "a number", explicit, default, minimum, maximum)
+    return _setting_number(name, float, "a number", explicit, default, minimum, maximum, field)
 
 
 def setting_choice(
-    name: str, choices: Iterable[str], explicit: str | None = None, default: str | None = None
+    name: str, choices: Iterable[str], explicit: str | None = None, default: str | None = None,
+    field: str | None = None,
 ) -> str:
     allowed = list(choices)
     value = setting_str(name, explicit, default)
     if value not in allowed:
-        raise SettingError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        raise SettingError(f"{_label(name, explicit, field)}={value!r} is not one of {', '.join(allowed)}")
     return value

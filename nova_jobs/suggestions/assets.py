@@ -96,7 +96,7 @@ def build_shard_op(shard: int, shards: int, load_problem: str | None = None) -> 
             caps = resolve_caps(config.per_user, config.max_followees, config.max_per_followee, config.popular_pool)
             active_days = resolve_active_days(config.active_days)
             users_per_query = setting_int(
-                "SUGGESTION_USERS_PER_QUERY", config.users_per_query, 50_000, minimum=1
+                "SUGGESTION_USERS_PER_QUERY", config.users_per_query, 50_000, minimum=1, field="users_per_query"
             )
             max_failed_keys = resolve_max_failed_keys(config.max_failed_keys)
             now = run_evaluation_time(context, config.as_of)

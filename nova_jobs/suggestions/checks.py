@@ -33,8 +33,8 @@ class HoldoutConfig(dg.Config):
 )
 def holdout_recall_check(config: HoldoutConfig, clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
     try:
-        days = setting_int("SUGGESTION_HOLDOUT_DAYS", config.holdout_days, 7, minimum=1)
-        max_users = setting_int("SUGGESTION_HOLDOUT_MAX_USERS", config.max_users, 10_000, minimum=1)
+        days = setting_int("SUGGESTION_HOLDOUT_DAYS", config.holdout_days, 7, minimum=1, field="holdout_days")
+        max_users = setting_int("SUGGESTION_HOLDOUT_MAX_USERS", config.max_users, 10_000, minimum=1, field="max_users")
         caps = resolve_caps()
         end = parse_as_of(config.as_of)
         database = clickhouse.database_name

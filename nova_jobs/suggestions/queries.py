@@ -46,14 +46,17 @@ def resolve_caps(
 ) -> SuggestionCaps:
     defaults = SuggestionCaps()
     return SuggestionCaps(
-        per_user=setting_int("SUGGESTIONS_PER_USER", per_user, defaults.per_user, minimum=1, maximum=1000),
+        per_user=setting_int("SUGGESTIONS_PER_USER", per_user, defaults.per_user, minimum=1, maximum=1000,
+                              field="per_user"),
         max_followees=setting_int(
-            "SUGGESTION_MAX_FOLLOWEES", max_followees, defaults.max_followees, minimum=1
+            "SUGGESTION_MAX_FOLLOWEES", max_followees, defaults.max_followees, minimum=1, field="max_followees"
         ),
         max_per_followee=setting_int(
-            "SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE", max_per_followee, defaults.max_per_followee, minimum=1
+            "SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE", max_per_followee, defaults.max_per_followee, minimum=1,
+            field="max_per_followee",
         ),
-        popular_pool=setting_int("SUGGESTION_POPULAR_POOL", popular_pool, defaults.popular_pool, minimum=1),
+        popular_pool=setting_int("SUGGESTION_POPULAR_POOL", popular_pool, defaults.popular_pool, minimum=1,
+                                  field="popular_pool"),
     )
 
 

@@ -62,9 +62,9 @@ def get_window(name: str) -> TrendingWindow:
 # a run-config value other than the contract's, then the environment variable, then the contract.
 def resolve_scoring(explicit: str | None = None) -> str:
     explicit = None if explicit == DEFAULT_SCORING else explicit
-    return setting_choice("TRENDING_SCORING", SCORINGS, explicit, DEFAULT_SCORING)
+    return setting_choice("TRENDING_SCORING", SCORINGS, explicit, DEFAULT_SCORING, field="scoring")
 
 
 def resolve_top_k(window: TrendingWindow, explicit: int | None = None) -> int:
     explicit = None if explicit == window.top_k else explicit
-    return setting_int("TRENDING_TOPK", explicit, window.top_k, minimum=1, maximum=10_000)
+    return setting_int("TRENDING_TOPK", explicit, window.top_k, minimum=1, maximum=10_000, field="top_k")

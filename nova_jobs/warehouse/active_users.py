@@ -14,7 +14,7 @@ DAY_SECONDS = 86_400
 
 
 def resolve_active_days(explicit: int | None = None) -> int:
-    return setting_int("ACTIVE_DAYS", explicit, 7, minimum=1, maximum=3650)
+    return setting_int("ACTIVE_DAYS", explicit, 7, minimum=1, maximum=3650, field="active_days")
 
 
 def active_window(now: datetime, active_days: int) -> dict[str, int]:
