@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
 from pydantic import Field
 
 from nova_jobs.lib.settings import SettingError, setting_choice
@@ -75,3 +76,8 @@ class KafkaResource(dg.ConfigurableResource):
         }
         settings.update(options)
         return KafkaConsumer(**settings)
+
+    def admin(self) -> KafkaAdminClient:
+        return KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=self.request_timeout_ms,
+                                bootstrap_timeout_ms=self.request_timeout_ms,
+                                **self._security())
