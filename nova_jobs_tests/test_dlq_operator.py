@@ -18,6 +18,7 @@ from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.observe import DLQ_ASSET_KEY
 from nova_jobs.localstack import ManagedProcess, tansu_process
+from nova_jobs.observability.dlq_watch import parse_tracking
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.dlq_helpers import cursor_at_end, decisions, encode, ends, make_defs, message, send, tick
 
@@ -232,3 +233,16 @@ def test_dlq_topics_are_created_with_their_retention(tmp_path, monkeypatch):
         reported = repr(configs)
         if "retention.ms" in reported:
             assert str(2 * 24 * 3600 * 1000) in reported
+
+
+def test_parked_beyond_the_tracking_cap_are_counted_and_flagged(kafka, instance, monkeypatch, capfd):
+    monkeypatch.setenv("NOVA_DLQ_MAX_TRACKED", "2")
+    defs = make_defs(kafka)
+    start = cursor_at_end(kafka)
+    send(kafka, DLQ_TOPIC, [encode(message("other", kind="permanent")) for _ in range(3)])
+    result = tick(defs, instance, kafka, start)
+    assert "the cap of 2 listed is reached (NOVA_DLQ_MAX_TRACKED)" in capfd.readouterr().err
+    meta = observation(result)
+    assert (meta["state/parked"].value, meta["untracked_parked"].value, len(meta["messages"].records)) == (3, 1, 2)
+    # What the exporter serves as nova_dlq_tracked_messages / nova_dlq_tracked_cap (alert: equal).
+    assert parse_tracking(result.cursor) == {"listed": 2, "untracked": 1, "cap": 2}

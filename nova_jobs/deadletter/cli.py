@@ -32,6 +32,7 @@ from nova_jobs.deadletter.message import (
     parse_message,
 )
 from nova_jobs.deadletter.replay_sensor import DISCARD, REPLAY, discard_request, parse_request, replay_request
+from nova_jobs.deadletter.topics import ensure_topics_once
 from nova_jobs.resources.kafka import KafkaResource
 
 STATE_LABELS = {
@@ -137,7 +138,11 @@ def load_entries(kafka: KafkaResource) -> list[Entry]:
 
 
 def _kafka(args: argparse.Namespace) -> KafkaResource:
-    return KafkaResource(brokers=args.brokers or os.environ.get("KAFKA_BROKERS", ""))
+    kafka = KafkaResource(brokers=args.brokers or os.environ.get("KAFKA_BROKERS", ""))
+    problem = ensure_topics_once(kafka)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
+    return kafka
 
 
 def run_list(args: argparse.Namespace) -> int:
