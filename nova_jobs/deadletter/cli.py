@@ -139,9 +139,10 @@ def load_entries(kafka: KafkaResource) -> list[Entry]:
 
 def _kafka(args: argparse.Namespace) -> KafkaResource:
     kafka = KafkaResource(brokers=args.brokers or os.environ.get("KAFKA_BROKERS", ""))
-    problem = ensure_topics_once(kafka)
-    if problem:
-        print(f"warning: {problem}", file=sys.stderr)
+    kafka.bootstrap_servers  # a bad setting is the error to report, not a topic-creation failure
+    # Without admin rights (or a broker) the topics may still exist: reading or publishing next
+    # reports a broker that is really down.
+    ensure_topics_once(kafka)
     return kafka
 
 
