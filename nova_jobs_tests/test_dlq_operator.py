@@ -119,7 +119,8 @@ def test_dlq_replay_launched_twice_through_dagster_replays_once(kafka, instance)
     assert tick(defs, instance, kafka, replay_tick.cursor).run_requests == []
     assert states_of(kafka, since, parked["run_id"]).count("replayed") == 1
     meta = observation(replay_tick)
-    assert rows(meta)[parked["run_id"]]["state"] == "replayed"
+    row = rows(meta)[parked["run_id"]]
+    assert (row["state"], row["kind"], row["error_class"]) == ("replayed", "permanent", "ConnectionRefusedError")
     assert meta["state/parked"].value == 0
 
 

@@ -71,9 +71,10 @@ def unresolved_rows(state: ReplayState, now: datetime) -> list[dict[str, Any]]:
         if run_id in state.parked:
             rows.append({**row, "state": states.PARKED})
     for run_id, info in state.awaiting.items():
-        rows.append({"job_name": info.get("job_name"), "kind": "", "error_class": "", "error": "",
-                     "timestamp": info.get("since"), "replay_attempt": 0, "correlation_id": info.get("correlation_id"),
-                     "run_id": run_id, "state": states.REPLAYED})
+        # Replays awaited since before the table existed know only their job and correlation id.
+        rows.append({"kind": "", "error_class": "", "error": "", "replay_attempt": 0, **info,
+                     "timestamp": info.get("timestamp") or info.get("since"), "run_id": run_id,
+                     "state": states.REPLAYED})
     for row in rows:
         failed = _failed_at(row.get("timestamp"))
         row["failed_at"] = failed

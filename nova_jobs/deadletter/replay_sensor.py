@@ -479,7 +479,8 @@ class Planner:
                 and message.kind == "permanent":
             self.parked_untracked[message.job_name] -= 1
         self.details.pop(message.run_id, None)
-        self.launched[message.run_id] = {"correlation_id": message.correlation_id, "job_name": message.job_name,
+        self.launched[message.run_id] = {**table_row(message), "correlation_id": message.correlation_id,
+                                          "job_name": message.job_name,
                                           "partition_key": message.partition_key, "run_key": run_key,
                                           "since": iso_z(self.now)}
         self.counts[states.REPLAYED] += 1

@@ -6,6 +6,8 @@ already exists is left as it is (its retention is the cluster admin's to change)
 
 from __future__ import annotations
 
+import time
+
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -18,6 +20,10 @@ TOPICS = (DLQ_TOPIC, CONTROL_TOPIC)
 DAY_MS = 24 * 3600 * 1000
 # Brokers ensured by this process: one admin round trip per broker, not per tick.
 _ensured: set[str] = set()
+# After a failure (broker down, no admin rights) the next attempt waits, so ticks during an
+# outage do not each spend the admin client's timeout on top of their own.
+RETRY_AFTER_SECONDS = 300.0
+_failed_at: dict[str, float] = {}
 
 
 def new_topics() -> list[NewTopic]:
@@ -48,11 +54,12 @@ def ensure_topics(kafka: KafkaResource) -> list[str]:
 def ensure_topics_once(kafka: KafkaResource) -> str | None:
     """`ensure_topics` the first time this process uses the broker. Returns why it could not
     (no admin rights, broker down): the caller logs it and goes on, as the topics may well exist."""
-    if kafka.brokers in _ensured:
+    if kafka.brokers in _ensured or time.monotonic() - _failed_at.get(kafka.brokers, -RETRY_AFTER_SECONDS) < RETRY_AFTER_SECONDS:
         return None
     try:
         ensure_topics(kafka)
     except Exception as error:  # noqa: BLE001 - creating topics is a convenience, never a reason to stop
+        _failed_at[kafka.brokers] = time.monotonic()
         return f"cannot create the DLQ topics: {type(error).__name__}: {redact_text(str(error))[:300]}"
     _ensured.add(kafka.brokers)
     return None
