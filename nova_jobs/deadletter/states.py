@@ -4,7 +4,7 @@
 WAITING = "waiting"  # cooling down, or behind another replay of its job and partition
 REPLAYED = "replayed"  # a replay run was requested
 PARKED = "parked"  # permanent: waits for an operator
-SKIPPED = "skipped"  # never replayed: malformed, unknown job or partition, duplicate, stale, ...
+SKIPPED = "skipped"  # never replayed: malformed, unknown job or partition, duplicate, max replays, ...
 SUPERSEDED = "superseded"  # a later run of the same job and partition succeeded
 SUCCEEDED = "succeeded"  # its replay run succeeded
 REPLAY_FAILED = "replay_failed"  # its replay run failed (it reaches jobs-dlq again on its own)
