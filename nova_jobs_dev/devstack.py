@@ -208,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
             broker = tansu_process(log_path=logs / "tansu.log").start()
             started.append(broker)
             env["KAFKA_BROKERS"] = f"127.0.0.1:{broker.port}"
+            # The DLQ topics with their retention, before anything auto-creates them without.
+            from nova_jobs.deadletter.topics import ensure_topics
+            from nova_jobs.resources.kafka import KafkaResource
+            ensure_topics(KafkaResource(brokers=env["KAFKA_BROKERS"]))
 
         # In a child process: this one must not hold the embedded store while runs need it.
         load = subprocess.run(

@@ -7,11 +7,16 @@ from the merged definitions of every domain: `defs = with_dead_letter_queue(defs
 import dagster as dg
 
 from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
+from nova_jobs.deadletter.observe import dlq_asset
+from nova_jobs.deadletter.operator_jobs import dlq_discard_job, dlq_replay_job
 from nova_jobs.deadletter.replay_sensor import build_replay_sensor
 
 
 def dead_letter_defs(jobs: list) -> dg.Definitions:
-    return dg.Definitions(sensors=[dlq_failure_sensor, build_replay_sensor(jobs)])
+    """Both sensors (the replay sensor launching `jobs`), the DLQ as an observed asset, and the
+    operator's replay and discard jobs (never replay targets themselves)."""
+    return dg.Definitions(assets=[dlq_asset], jobs=[dlq_replay_job, dlq_discard_job],
+                          sensors=[dlq_failure_sensor, build_replay_sensor(jobs)])
 
 
 def with_dead_letter_queue(defs: dg.Definitions) -> dg.Definitions:

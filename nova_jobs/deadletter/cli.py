@@ -3,16 +3,21 @@
     nova-jobs dlq list [--job JOB] [--state STATE] [--json]
     nova-jobs dlq replay CORRELATION_ID
     nova-jobs dlq replay --job JOB --all-parked
+    nova-jobs dlq discard CORRELATION_ID --reason TEXT
+    nova-jobs dlq discard --job JOB --all-parked --reason TEXT
+
+The `dlq_replay` and `dlq_discard` jobs in the Dagster launchpad do the same with the same code
+(`select_entries`, `operator_requests`).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import os
 import sys
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +31,8 @@ from nova_jobs.deadletter.message import (
     load_json,
     parse_message,
 )
-from nova_jobs.deadletter.replay_sensor import parse_request, replay_request
+from nova_jobs.deadletter.replay_sensor import DISCARD, REPLAY, discard_request, parse_request, replay_request
+from nova_jobs.deadletter.topics import ensure_topics_once
 from nova_jobs.resources.kafka import KafkaResource
 
 STATE_LABELS = {
@@ -38,7 +44,9 @@ STATE_LABELS = {
     states.REPLAY_FAILED: "replay failed",
     states.SKIPPED: "skipped",
     states.SUPERSEDED: "superseded by a later success",
+    states.DISCARDED: "discarded",
     "requested": "replay requested",
+    "discard_requested": "discard requested",
 }
 
 
@@ -67,6 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("correlation_id", nargs="?", help="replay the latest failure of this correlation id")
     replay.add_argument("--job", help="with --all-parked: the job whose parked failures to replay")
     replay.add_argument("--all-parked", action="store_true", help="every parked failure of --job")
+    discard = actions.add_parser("discard", parents=[common], help="ask the replay sensor to drop failures for good")
+    discard.add_argument("correlation_id", nargs="?", help="discard the latest failure of this correlation id")
+    discard.add_argument("--job", help="with --all-parked: the job whose parked failures to discard")
+    discard.add_argument("--all-parked", action="store_true", help="every parked failure of --job")
+    discard.add_argument("--reason", required=True, help="why (kept with the decision on jobs-dlq-replay)")
 
 
 def _text(value: Any) -> str:
@@ -108,7 +121,7 @@ def load_entries(kafka: KafkaResource) -> list[Entry]:
         if what == "request":
             entry = by_run.get(message.run_id)
             if entry and entry.state not in states.FINAL:
-                entry.state = "requested"
+                entry.state = "discard_requested" if data.get("type") == "discard_request" else "requested"
                 entry.reason = f"by {_text(data.get('requested_by'))[:100]} at {_text(data.get('requested_at'))[:40]}"
             continue
         entry = by_run.get(_text(data.get("run_id")))
@@ -125,7 +138,12 @@ def load_entries(kafka: KafkaResource) -> list[Entry]:
 
 
 def _kafka(args: argparse.Namespace) -> KafkaResource:
-    return KafkaResource(brokers=args.brokers or os.environ.get("KAFKA_BROKERS", ""))
+    kafka = KafkaResource(brokers=args.brokers or os.environ.get("KAFKA_BROKERS", ""))
+    kafka.bootstrap_servers  # a bad setting is the error to report, not a topic-creation failure
+    # Without admin rights (or a broker) the topics may still exist: reading or publishing next
+    # reports a broker that is really down.
+    ensure_topics_once(kafka)
+    return kafka
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -148,33 +166,90 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_replay(args: argparse.Namespace) -> int:
-    if bool(args.correlation_id) == bool(args.all_parked):
-        print("give a CORRELATION_ID, or --job JOB --all-parked", file=sys.stderr)
+class SelectionError(ValueError):
+    """An operator's selector that names nothing, or names it badly."""
+
+
+def selector_problem(correlation_ids: list[str], job_name: str, all_parked: bool) -> str | None:
+    if bool(correlation_ids) == bool(all_parked):
+        return "give correlation id(s), or a job name with all_parked (not both)"
+    if all_parked and not job_name:
+        return "all_parked needs a job name"
+    return None
+
+
+def select_entries(entries: list[Entry], correlation_ids: list[str], job_name: str = "",
+                   all_parked: bool = False) -> list[Entry]:
+    """The messages an operator's selector names, oldest first (the order they are released in):
+    the latest failure of each correlation id, or every parked (or expired) one of a job."""
+    problem = selector_problem(correlation_ids, job_name, all_parked)
+    if problem:
+        raise SelectionError(problem)
+    found = [e for e in entries if e.message is not None]
+    chosen = []
+    if all_parked:
+        chosen = [e for e in found if e.message.job_name == job_name and e.state == states.PARKED]
+    for correlation_id in dict.fromkeys(correlation_ids):
+        matching = [e for e in found if e.message.correlation_id == correlation_id]
+        if not matching:
+            raise SelectionError(f"no DLQ message has correlation id {correlation_id[:200]!r}")
+        # The latest failure of that correlation id is the one to act on.
+        chosen += sorted(matching, key=lambda e: (e.message.replay_attempt, e.message.timestamp))[-1:]
+    return sorted(chosen, key=lambda e: e.message.failed_at)
+
+
+def request_id(action: str, selector: str, run_id: str) -> str:
+    """The same selector on the same message gives the same id: asking twice acts once."""
+    return hashlib.sha256(f"{action}\n{selector}\n{run_id}".encode()).hexdigest()[:32]
+
+
+def operator_requests(chosen: list[Entry], action: str, selector: str, requested_by: str,
+                      reason: str = "") -> list[dict[str, Any]]:
+    requests = []
+    for entry in chosen:
+        rid = request_id(action, selector, entry.message.run_id)
+        if action == DISCARD:
+            requests.append(discard_request(entry.message, rid, requested_by, reason))
+        else:
+            requests.append(replay_request(entry.message, rid, requested_by))
+    return requests
+
+
+def publish_requests(kafka: KafkaResource, requests: list[dict[str, Any]]) -> None:
+    publish_json(kafka, CONTROL_TOPIC, [(r["message"]["job_name"], r) for r in requests])
+
+
+def run_request(args: argparse.Namespace, action: str) -> int:
+    correlation_ids = [args.correlation_id] if args.correlation_id else []
+    reason = (getattr(args, "reason", "") or "").strip()
+    if action == DISCARD and not reason:
+        print("--reason must not be empty", file=sys.stderr)
         return 2
-    if args.all_parked and not args.job:
-        print("--all-parked needs --job", file=sys.stderr)
+    problem = selector_problem(correlation_ids, args.job or "", args.all_parked)
+    if problem:
+        print("give a CORRELATION_ID, or --job JOB --all-parked" if "not both" in problem else "--all-parked needs --job",
+              file=sys.stderr)
         return 2
     kafka = _kafka(args)
-    entries = [e for e in load_entries(kafka) if e.message is not None]
-    if args.correlation_id:
-        matching = [e for e in entries if e.message.correlation_id == args.correlation_id]
-        # The latest failure of that correlation id is the one to run again.
-        chosen = sorted(matching, key=lambda e: (e.message.replay_attempt, e.message.timestamp))[-1:]
-    else:
-        chosen = [e for e in entries if e.message.job_name == args.job and e.state == states.PARKED]
-    if not chosen:
-        print("nothing to replay", file=sys.stderr)
+    try:
+        chosen = select_entries(load_entries(kafka), correlation_ids, args.job or "", args.all_parked)
+    except SelectionError as error:
+        print(f"nothing to {action}: {error}", file=sys.stderr)
         return 1
-    user = getpass.getuser()
-    requests = [replay_request(e.message, uuid.uuid4().hex, user) for e in chosen]
-    publish_json(kafka, CONTROL_TOPIC, [(r["message"]["job_name"], r) for r in requests])
+    if not chosen:
+        print(f"nothing to {action}", file=sys.stderr)
+        return 1
+    selector = args.correlation_id or f"job={args.job} all_parked"
+    requests = operator_requests(chosen, action, selector, getpass.getuser(), reason)
+    publish_requests(kafka, requests)
     for request in requests:
         m = request["message"]
-        print(f"replay requested: {m['job_name']} run {m['run_id']} (correlation {m['correlation_id']}), "
+        print(f"{action} requested: {m['job_name']} run {m['run_id']} (correlation {m['correlation_id']}), "
               f"request {request['request_id']}")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_list(args) if args.action == "list" else run_replay(args)
+    if args.action == "list":
+        return run_list(args)
+    return run_request(args, DISCARD if args.action == "discard" else REPLAY)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from nova_jobs.deadletter import settings
+from nova_jobs.deadletter.headers import dlq_headers
 from nova_jobs.deadletter.message import (
     DLQ_TOPIC,
     PARENT_RUN_TAG,
@@ -32,6 +33,7 @@ from nova_jobs.deadletter.message import (
     is_published,
     published_marker,
 )
+from nova_jobs.deadletter.topics import ensure_topics_once
 from nova_jobs.lib.redact import redact_text
 from nova_jobs.resources.kafka import KafkaResource
 
@@ -182,6 +184,9 @@ def _publish(context: dg.SensorEvaluationContext, kafka: KafkaResource,
         return 0, []
     instance = context.instance
     sent, unbuilt = 0, []
+    problem = ensure_topics_once(kafka)
+    if problem:
+        context.log.warning(f"DLQ: {problem}")
     try:
         producer = kafka.producer()
     except Exception as error:  # noqa: BLE001 - the broker is down: nothing sent, retried next tick
@@ -196,7 +201,8 @@ def _publish(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                 unbuilt.append(record)
                 continue
             try:
-                future = producer.send(DLQ_TOPIC, key=message.job_name.encode("utf-8"), value=message.encode())
+                future = producer.send(DLQ_TOPIC, key=message.job_name.encode("utf-8"), value=message.encode(),
+                                       headers=dlq_headers(message))
                 producer.flush(timeout=SEND_TIMEOUT_SECONDS)
                 future.get(timeout=SEND_TIMEOUT_SECONDS)
             except Exception as error:  # noqa: BLE001 - the tick fails; tagged runs stay done

@@ -25,6 +25,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def publish(kafka: KafkaResource, topic: str, items: Iterable[tuple[str, bytes]]) -> list[BaseException | None]:
@@ -166,7 +167,7 @@ def read_from(
                 if message.offset < next_offsets[tp.topic][str(tp.partition)]:
                     continue
                 records.append(Record(tp.topic, tp.partition, message.offset, message.key, message.value,
-                                      message.timestamp))
+                                      message.timestamp, tuple(message.headers or ())))
                 next_offsets[tp.topic][str(tp.partition)] = message.offset + 1
     return records, next_offsets
 

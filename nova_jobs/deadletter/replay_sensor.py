@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nova_jobs.deadletter import settings, states
 from nova_jobs.deadletter.kafka_io import Record, publish_json, read_topics
+from nova_jobs.deadletter.observe import observe_queue, table_row
 from nova_jobs.deadletter.message import (
     CONTROL_TOPIC,
     CORRELATION_TAG,
@@ -54,6 +55,7 @@ from nova_jobs.deadletter.message import (
     load_json,
     parse_message,
 )
+from nova_jobs.deadletter.topics import ensure_topics_once
 from nova_jobs.lib.asset_jobs import RANGE_END_TAG, RANGE_START_TAG, nova_job_of
 from nova_jobs.lib.redact import redact_text
 from nova_jobs.lib.timing import iso_z
@@ -71,6 +73,10 @@ REPLAY_START_TIMEOUT = timedelta(minutes=15)
 # Timestamps this far ahead of the sensor's clock are not a failure that happened.
 CLOCK_SKEW = timedelta(hours=1)
 Offset = Annotated[int, Field(ge=0)]
+REPLAY, DISCARD = "replay", "discard"
+REQUEST_TYPES = {"replay_request": REPLAY, "discard_request": DISCARD}
+# Operator actions done, remembered so that asking twice acts once (the oldest are forgotten).
+MAX_ACTED = 20_000
 DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -80,9 +86,13 @@ class Candidate:
     request_id: str | None = None  # set when an operator asked
     fresh: bool = True  # read in this tick (not a waiting one from the cursor)
     source: dict[str, Any] | None = None
+    action: str = REPLAY
+    reason: str = ""  # the operator's, for a discard
+    requested_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message.to_dict(), "request_id": self.request_id, "source": self.source}
+        return {"message": self.message.to_dict(), "request_id": self.request_id, "source": self.source,
+                "requested_by": self.requested_by}
 
     @property
     def key(self) -> str:
@@ -101,6 +111,8 @@ class _Cursor(BaseModel):
     parked_untracked: dict[str, int] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     skipped: dict[str, int] = Field(default_factory=dict)
+    details: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    acted: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +124,8 @@ class ReplayState:
     parked: dict[str, str] = field(default_factory=dict)  # run id -> job name
     parked_untracked: dict[str, int] = field(default_factory=dict)  # job name -> parked beyond MAX_PARKED
     skipped: dict[str, int] = field(default_factory=dict)  # job name -> skipped so far
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)  # parked run id -> its table row
+    acted: dict[str, str] = field(default_factory=dict)  # "action:run id" -> when an operator's request was done
     problem: str | None = None  # why the stored cursor was not usable
 
     @classmethod
@@ -123,7 +137,7 @@ class ReplayState:
         except (MalformedMessage, ValidationError) as error:
             return cls(problem=str(error).splitlines()[0][:300])
         return cls(data.offsets, data.waiting, data.awaiting, data.counts, data.parked, data.parked_untracked,
-                   data.skipped)
+                   data.skipped, data.details, data.acted)
 
     def summary(self, jobs: Iterable[str] = ()) -> dict[str, dict[str, int]]:
         """Per job (each of `jobs`, and any other with something to count): messages waiting and
@@ -145,11 +159,18 @@ class ReplayState:
             row(job)[states.SKIPPED] += count
         return table
 
+    def tracking(self) -> dict[str, int]:
+        """Parked messages listed one by one, those only counted, and the cap (for the alert)."""
+        return {"listed": len(self.parked), "untracked": sum(self.parked_untracked.values()),
+                "cap": settings.max_tracked()}
+
     def dump(self, jobs: Iterable[str] = ()) -> str:
+        acted = dict(list(self.acted.items())[-MAX_ACTED:])
         return json.dumps(
             {"offsets": self.offsets, "waiting": self.waiting, "awaiting": self.awaiting, "parked": self.parked,
              "parked_untracked": self.parked_untracked, "counts": self.counts, "skipped": self.skipped,
-             "summary": self.summary(jobs)},
+             "details": {k: v for k, v in self.details.items() if k in self.parked}, "acted": acted,
+             "summary": self.summary(jobs), "tracking": self.tracking()},
             separators=(",", ":"),
         )
 
@@ -181,19 +202,42 @@ def replay_request(message: DlqMessage, request_id: str, requested_by: str) -> d
     }
 
 
-def parse_request(data: Any) -> tuple[str, DlqMessage] | None:
-    """(request id, message) of an operator's replay request; None for the sensor's own
+def discard_request(message: DlqMessage, request_id: str, requested_by: str, reason: str) -> dict[str, Any]:
+    """What the `dlq_discard` job and `nova-jobs dlq discard` publish on the control topic."""
+    return {**replay_request(message, request_id, requested_by), "type": "discard_request", "reason": reason}
+
+
+def _short_text(data: dict[str, Any], name: str, limit: int) -> str:
+    value = data.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def parse_operator_request(data: Any) -> Candidate | None:
+    """An operator's replay or discard request as a candidate; None for the sensor's own
     decisions; MalformedMessage for anything else."""
     if not isinstance(data, dict):
         raise MalformedMessage("control record is not a JSON object")
     if data.get("type") == "decision":
         return None
-    if data.get("type") != "replay_request":
+    action = REQUEST_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if action is None:
         raise MalformedMessage(f"control record of unknown type {str(data.get('type'))[:40]!r}")
     request_id = data.get("request_id")
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 200 or not request_id.isprintable():
-        raise MalformedMessage("replay request without a request_id")
-    return request_id, parse_message(data.get("message"))
+        raise MalformedMessage(f"{action} request without a request_id")
+    reason = _short_text(data, "reason", 500).strip()
+    if action == DISCARD and not reason:
+        raise MalformedMessage("discard request without a reason")
+    return Candidate(parse_message(data.get("message")), request_id=request_id, action=action, reason=reason,
+                     requested_by=_short_text(data, "requested_by", 200))
+
+
+def parse_request(data: Any) -> tuple[str, DlqMessage] | None:
+    """(request id, message) of an operator's request; None for the sensor's own decisions."""
+    candidate = parse_operator_request(data)
+    return None if candidate is None else (candidate.request_id or "", candidate.message)
+
+
 
 
 def partition_range_of(message: DlqMessage) -> tuple[str, str] | None:
@@ -233,6 +277,10 @@ class Planner:
         self.max_replays = settings.max_replays()
         self.max_age = timedelta(hours=settings.max_age_hours())
         self.budget = settings.max_replays_per_tick()
+        self.operator_budget = settings.operator_replays_per_tick()
+        self.max_tracked = settings.max_tracked()
+        self.details = dict(state.details)
+        self.acted = dict(state.acted)
         self.max_waiting = settings.max_waiting()
         self.run_requests: list[dg.RunRequest] = []
         self.decisions: list[dict[str, Any]] = []
@@ -351,6 +399,15 @@ class Planner:
         message = candidate.message
         what = f"{message.job_name} run {message.run_id} (correlation {message.correlation_id})"
         source = candidate.source
+        if f"{DISCARD}:{message.run_id}" in self.acted:
+            self.skip("duplicate", message, f"{what}: discarded by an operator", source)
+            return
+        if candidate.action == DISCARD:
+            self._discard(candidate, what)
+            return
+        if candidate.request_id is not None and f"{REPLAY}:{message.run_id}" in self.acted:
+            self.skip("duplicate", message, f"{what}: already replayed at an operator's request", source)
+            return
         if message.job_name not in self.jobs:
             self.skip("unknown_job", message, f"{what}: no job {message.job_name!r} in this code location", source)
             return
@@ -369,7 +426,10 @@ class Planner:
                 self._park(candidate, what)
                 return
             if self.now - message.failed_at > self.max_age:
-                self.skip("stale", message, f"{what}: failed at {message.timestamp}, too old to replay", source)
+                # Kept (parked, shown as expired) for an operator to replay or discard.
+                self.counts[states.EXPIRED] += 1
+                self._park(candidate, what, f"expired: failed at {message.timestamp}, older than "
+                                            "NOVA_DLQ_MAX_AGE_HOURS, not replayed automatically")
                 return
             if self._replays_so_far(message.correlation_id) >= self.max_replays:
                 self.skip("max_replays", message, f"{what}: {self.max_replays} replays already made", source)
@@ -390,21 +450,44 @@ class Planner:
         if candidate.request_id is None and self.budget <= 0:
             self._wait(candidate, "replay budget of this tick spent (NOVA_DLQ_MAX_REPLAYS_PER_TICK)")
             return
+        if candidate.request_id is not None and self.operator_budget <= 0:
+            self._wait(candidate, "redrive rate reached (NOVA_DLQ_REDRIVE_PER_TICK)")
+            return
         self._launch(candidate)
 
-    def _park(self, candidate: Candidate, what: str) -> None:
+    def _park(self, candidate: Candidate, what: str, why: str = "permanent failure: waits for an operator") -> None:
         message = candidate.message
         if message.run_id in self.parked:
             self.skip("duplicate", message, f"{what}: already parked", candidate.source)
             return
-        if len(self.parked) < MAX_PARKED:
+        if len(self.parked) < min(MAX_PARKED, self.max_tracked):
             self.parked[message.run_id] = message.job_name
+            self.details[message.run_id] = table_row(message)
         else:
             self.parked_untracked[message.job_name] += 1
-            self.context.log.warning(f"DLQ replay: more than {MAX_PARKED} parked messages; {what} is counted, not listed")
+            self.context.log.warning(f"DLQ replay: more than {len(self.parked)} parked messages (NOVA_DLQ_MAX_TRACKED); "
+                                     f"{what} is counted, not listed")
         self.counts[states.PARKED] += 1
-        self.context.log.info(f"DLQ replay: parked {what}: permanent {message.error_class}")
-        self.decisions.append(decision(states.PARKED, message, "permanent failure: waits for an operator"))
+        self.context.log.info(f"DLQ replay: parked {what}: {message.kind} {message.error_class}")
+        self.decisions.append(decision(states.PARKED, message, why))
+
+    def _discard(self, candidate: Candidate, what: str) -> None:
+        """An operator's discard: final, whatever state the message was in."""
+        message = candidate.message
+        if self.parked.pop(message.run_id, None) is None and message.kind == "permanent" \
+                and self.parked_untracked[message.job_name] > 0:
+            self.parked_untracked[message.job_name] -= 1
+        self.details.pop(message.run_id, None)
+        kept = [c for c in self.waiting if c.message.run_id != message.run_id]
+        if len(kept) != len(self.waiting):
+            self.waiting = kept
+            self.waiting_keys = {c.key for c in kept}
+        self.acted[f"{DISCARD}:{message.run_id}"] = iso_z(self.now)
+        self.counts[states.DISCARDED] += 1
+        self.context.log.info(f"DLQ replay: discarded {what} at the request of {candidate.requested_by or '?'} "
+                              f"({candidate.request_id}): {redact_text(candidate.reason)}")
+        self.decisions.append(decision(states.DISCARDED, message, redact_text(candidate.reason),
+                                       request_id=candidate.request_id, requested_by=candidate.requested_by))
 
     def _launch(self, candidate: Candidate) -> None:
         message = candidate.message
@@ -423,6 +506,8 @@ class Planner:
         if candidate.request_id:
             tags[REQUEST_TAG] = candidate.request_id
             run_key += f":{candidate.request_id}"
+            self.operator_budget -= 1
+            self.acted[f"{REPLAY}:{message.run_id}"] = iso_z(self.now)
         else:
             self.budget -= 1
         self.run_requests.append(
@@ -435,7 +520,9 @@ class Planner:
         if self.parked.pop(message.run_id, None) is None and self.parked_untracked[message.job_name] > 0 \
                 and message.kind == "permanent":
             self.parked_untracked[message.job_name] -= 1
-        self.launched[message.run_id] = {"correlation_id": message.correlation_id, "job_name": message.job_name,
+        self.details.pop(message.run_id, None)
+        self.launched[message.run_id] = {**table_row(message), "correlation_id": message.correlation_id,
+                                          "job_name": message.job_name,
                                           "partition_key": scope_of(message), "run_key": run_key,
                                           "since": iso_z(self.now)}
         self.counts[states.REPLAYED] += 1
@@ -457,10 +544,10 @@ def consider_records(records: Sequence[Record], planner: Planner) -> None:
             if record.topic == DLQ_TOPIC:
                 candidate = Candidate(parse_message(record.value), source=source)
             else:
-                request = parse_request(load_json(record.value))
-                if request is None:
+                candidate = parse_operator_request(load_json(record.value))
+                if candidate is None:
                     continue  # the sensor's own decisions
-                candidate = Candidate(request[1], request_id=request[0], source=source)
+                candidate.source = source
         except MalformedMessage as error:
             planner.skip("malformed", None, f"{where}: {error}", source)
             continue
@@ -509,6 +596,9 @@ def build_replay_sensor(jobs: Sequence[Any], name: str = "dlq_replay_sensor") ->
     )
     def dlq_replay_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
         state = ReplayState.load(context.cursor)
+        problem = ensure_topics_once(kafka)
+        if problem:
+            context.log.warning(f"DLQ replay: {problem}")
         if state.problem:
             context.log.warning(f"DLQ replay: cursor unreadable ({state.problem}); starting over from the start "
                                 "of the topics (duplicates are recognised from run tags)")
@@ -527,9 +617,11 @@ def build_replay_sensor(jobs: Sequence[Any], name: str = "dlq_replay_sensor") ->
         for entry in state.waiting:
             try:
                 request_id = entry.get("request_id")
+                by = entry.get("requested_by")
                 waiting.append(Candidate(parse_message(entry.get("message")),
                                          request_id if isinstance(request_id, str) else None, fresh=False,
-                                         source=entry.get("source") if isinstance(entry.get("source"), dict) else None))
+                                         source=entry.get("source") if isinstance(entry.get("source"), dict) else None,
+                                         requested_by=by[:200] if isinstance(by, str) else ""))
             except MalformedMessage as error:
                 planner.skip("malformed", None, f"waiting entry of the cursor: {error}")
         for candidate in sorted(waiting, key=lambda c: c.message.failed_at):
@@ -553,14 +645,20 @@ def build_replay_sensor(jobs: Sequence[Any], name: str = "dlq_replay_sensor") ->
         skipped.update(planner.skipped)
         new_state = ReplayState(offsets, [c.to_json() for c in planner.waiting], awaiting, dict(counts),
                                 planner.parked, {k: v for k, v in planner.parked_untracked.items() if v > 0},
-                                dict(skipped))
+                                dict(skipped), planner.details, planner.acted)
+        tracking = new_state.tracking()
+        if tracking["listed"] >= tracking["cap"]:
+            context.log.warning(f"DLQ replay: {tracking['listed'] + tracking['untracked']} parked messages, the cap of "
+                                f"{tracking['cap']} listed is reached (NOVA_DLQ_MAX_TRACKED): replay or discard them")
+        observation = observe_queue(new_state, by_name, now)
         summary = ", ".join(f"{k} {v}" for k, v in sorted(planner.counts.items())) or "nothing new"
         if resets:
             summary += f"; {len(resets)} offset(s) reset"
         if not planner.run_requests:
             return dg.SensorResult(skip_reason=f"{len(records)} records read: {summary}; {len(planner.waiting)} waiting",
-                                   cursor=new_state.dump(by_name))
+                                   cursor=new_state.dump(by_name), asset_events=[observation])
         context.log.info(f"DLQ replay tick: {len(records)} records read: {summary}")
-        return dg.SensorResult(run_requests=planner.run_requests, cursor=new_state.dump(by_name))
+        return dg.SensorResult(run_requests=planner.run_requests, cursor=new_state.dump(by_name),
+                               asset_events=[observation])
 
     return dlq_replay_sensor

@@ -1,6 +1,6 @@
 """Dead-letter settings, read when a sensor ticks (never at import)."""
 
-from nova_jobs.lib.settings import setting_int
+from nova_jobs.lib.settings import setting_int, setting_str
 
 
 def replay_cooldown_seconds() -> int:
@@ -50,3 +50,35 @@ def max_waiting() -> int:
     """Messages the replay sensor keeps waiting in its cursor; beyond that it stops reading the
     topic's partition (nothing is dropped) until some have been replayed or superseded."""
     return setting_int("NOVA_DLQ_MAX_WAITING", default=1000, minimum=1)
+
+
+def retention_days() -> int:
+    """Retention (`retention.ms`) of the DLQ topics when Nova creates them."""
+    return setting_int("NOVA_DLQ_RETENTION_DAYS", default=14, minimum=1)
+
+
+def topic_partitions() -> int:
+    """Partitions of the DLQ topics when Nova creates them."""
+    return setting_int("NOVA_DLQ_TOPIC_PARTITIONS", default=3, minimum=1)
+
+
+def topic_replication() -> int:
+    """Replication factor of the DLQ topics when Nova creates them."""
+    return setting_int("NOVA_DLQ_TOPIC_REPLICATION", default=1, minimum=1)
+
+
+def max_tracked() -> int:
+    """Parked messages the replay sensor lists one by one (the UI table, `dlq list`); beyond
+    that they are counted per job, and `nova_dlq_tracked_messages` reaching the cap alerts."""
+    return setting_int("NOVA_DLQ_MAX_TRACKED", default=5000, minimum=1)
+
+
+def operator_replays_per_tick() -> int:
+    """Operator-requested replays released per tick, oldest first (the redrive rate: with the
+    sensor's 15 s interval, the default is at most 80 a minute)."""
+    return setting_int("NOVA_DLQ_REDRIVE_PER_TICK", default=20, minimum=1)
+
+
+def ui_base_url() -> str:
+    """Where the Dagster UI is served, for the failed-run links of the DLQ table."""
+    return setting_str("NOVA_DAGSTER_UI_URL", default="http://localhost:3000").rstrip("/")

@@ -100,6 +100,26 @@ def parse_summary(cursor: str | None) -> dict[str, dict[str, int]]:
     return result
 
 
+def parse_tracking(cursor: str | None) -> dict[str, int]:
+    """`{"listed": n, "untracked": n, "cap": n}` from the replay sensor's cursor (parked messages
+    listed one by one, those only counted, and NOVA_DLQ_MAX_TRACKED); empty when absent or
+    unreadable (the summary's reader reports a corrupt cursor)."""
+    try:
+        data = json.loads(cursor or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    tracking = data.get("tracking") if isinstance(data, dict) else None
+    if not isinstance(tracking, dict):
+        return {}
+    clean = {}
+    for name in ("listed", "untracked", "cap"):
+        value = tracking.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            return {}
+        clean[name] = value
+    return clean
+
+
 class ReplaySummary:
     """The last readable summary of the replay sensor; a corrupt cursor is logged once, not
     on every scrape, and serves no series until a readable one replaces it."""

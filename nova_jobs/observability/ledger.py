@@ -23,7 +23,7 @@ import dagster as dg
 from nova_jobs.deadletter import settings as dlq_settings
 from nova_jobs.deadletter.message import is_published
 from nova_jobs.lib.asset_jobs import nova_job_of
-from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns
+from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns, parse_tracking
 from nova_jobs.observability.jobs import DURATION_BUCKETS
 from nova_jobs.observability.sensor_ticks import SensorTicks, read_sensors
 
@@ -113,6 +113,7 @@ class RunLedger:
         self.dlq_backlog: dict[str, Backlog] = {}
         self.sensors: list[SensorTicks] = []
         self.replay_summary: dict[str, dict[str, int]] = {}
+        self.replay_tracking: dict[str, int] = {}
         self._replay_summary = ReplaySummary()
         self._lock = threading.Lock()
 
@@ -225,6 +226,9 @@ class RunLedger:
                 for state, count in counts.items():
                     into[state] += count
         self.replay_summary = merged
+        tracked = [parse_tracking(sensor.cursor) for sensor in replay]
+        self.replay_tracking = {name: sum(t.get(name, 0) for t in tracked) for name in ("listed", "untracked", "cap")} \
+            if any(tracked) else {}
 
     def _count_finished(self, job_name: str, run_id: str, label: str, start: float | None, end: float) -> None:
         stats = self.stats(job_name)

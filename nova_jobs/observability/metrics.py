@@ -113,6 +113,13 @@ def dlq_pipeline_metrics(ledger: RunLedger, job_names: list[str]) -> Iterator[Me
         skipped.add_metric([name], counts["skipped"])
     yield from (waiting, parked, skipped)
 
+    tracked = GaugeMetricFamily("nova_dlq_tracked_messages", "Parked DLQ messages the replay sensor lists one by one (the UI table).")
+    cap = GaugeMetricFamily("nova_dlq_tracked_cap", "How many parked messages it lists at most (NOVA_DLQ_MAX_TRACKED); beyond, only counted.")
+    if ledger.replay_tracking:
+        tracked.add_metric([], ledger.replay_tracking["listed"])
+        cap.add_metric([], ledger.replay_tracking["cap"])
+    yield from (tracked, cap)
+
 
 def build_registry(ledger: RunLedger, intervals: dict[str, int] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)

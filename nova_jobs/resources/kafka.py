@@ -16,6 +16,7 @@ from nova_jobs.lib.settings import SettingError, setting_choice
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient
 
 
 def parse_brokers(brokers: str) -> list[str]:
@@ -82,3 +83,10 @@ class KafkaResource(dg.ConfigurableResource):
         }
         settings.update(options)
         return KafkaConsumer(**settings)
+
+    def admin(self) -> KafkaAdminClient:
+        from kafka.admin import KafkaAdminClient
+
+        return KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=self.request_timeout_ms,
+                                bootstrap_timeout_ms=self.request_timeout_ms,
+                                **self._security())
