@@ -7,14 +7,15 @@ already exists is left as it is (its retention is the cluster admin's to change)
 from __future__ import annotations
 
 import time
-
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from typing import TYPE_CHECKING
 
 from nova_jobs.deadletter import settings
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.lib.redact import redact_text
 from nova_jobs.resources.kafka import KafkaResource
+
+if TYPE_CHECKING:
+    from kafka.admin import NewTopic
 
 TOPICS = (DLQ_TOPIC, CONTROL_TOPIC)
 DAY_MS = 24 * 3600 * 1000
@@ -27,6 +28,9 @@ _failed_at: dict[str, float] = {}
 
 
 def new_topics() -> list[NewTopic]:
+    # kafka-python is imported when a client opens, not with the code location.
+    from kafka.admin import NewTopic
+
     retention = str(settings.retention_days() * DAY_MS)
     return [NewTopic(name, settings.topic_partitions(), settings.topic_replication(),
                      topic_configs={"retention.ms": retention}) for name in TOPICS]
@@ -34,6 +38,8 @@ def new_topics() -> list[NewTopic]:
 
 def ensure_topics(kafka: KafkaResource) -> list[str]:
     """Create the DLQ topics that do not exist yet, with `retention.ms`; the names created."""
+    from kafka.errors import TopicAlreadyExistsError
+
     admin = kafka.admin()
     try:
         existing = set(admin.list_topics())
