@@ -17,7 +17,7 @@ from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
 from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.observe import DLQ_ASSET_KEY
-from nova_jobs.localstack import ManagedProcess, tansu_process
+from nova_jobs_dev.localstack import ManagedProcess, tansu_process
 from nova_jobs.observability.dlq_watch import parse_tracking
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.dlq_helpers import cursor_at_end, decisions, encode, ends, make_defs, message, send, tick
