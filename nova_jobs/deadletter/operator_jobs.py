@@ -18,7 +18,10 @@ from nova_jobs.deadletter.cli import (
 )
 from nova_jobs.deadletter.replay_sensor import DISCARD, REPLAY
 from nova_jobs.deadletter.topics import ensure_topics_once
+from nova_jobs.lib.tags import MAX_RUNTIME_TAG
 from nova_jobs.resources.kafka import KafkaResource
+
+OPERATOR_MAX_RUNTIME_SECONDS = 300
 
 USER_TAG = "dagster/user"
 
@@ -75,13 +78,19 @@ def request_dlq_discard(context: dg.OpExecutionContext, config: DlqDiscardSelect
     return _request(context, kafka, config, DISCARD, reason)
 
 
+def operator_tags(action: str) -> dict[str, str]:
+    # No warehouse or job limit: a request only publishes to Kafka, and asking twice acts once.
+    # A run stuck on an unreachable broker is still failed by run monitoring.
+    return {"nova/operator_action": action, MAX_RUNTIME_TAG: str(OPERATOR_MAX_RUNTIME_SECONDS)}
+
+
 @dg.job(name="dlq_replay", description="Replay DLQ messages: a correlation id, a list of them, or a job's parked ones.",
-        tags={"nova/operator_action": "dlq_replay"})
+        tags=operator_tags("dlq_replay"))
 def dlq_replay_job() -> None:
     request_dlq_replay()
 
 
 @dg.job(name="dlq_discard", description="Discard DLQ messages for good, with a reason.",
-        tags={"nova/operator_action": "dlq_discard"})
+        tags=operator_tags("dlq_discard"))
 def dlq_discard_job() -> None:
     request_dlq_discard()
