@@ -138,8 +138,8 @@ def test_empty_window_caches_an_empty_list(clickhouse, redis_resource, redis_cli
 @pytest.mark.parametrize(
     ("config", "setting"),
     # A bad `scoring` in run config is refused at launch, naming its run-config path
-    # (test_ui_launches.py); a bad TRENDING_SCORING still fails the step naming the variable.
-    [({"top_k": -1}, "TRENDING_TOPK")],
+    # (test_ui_launches.py); a bad `top_k` fails the step naming its run-config field.
+    [({"top_k": -1}, "run config top_k=-1 must be at least 1")],
 )
 def test_bad_configuration_fails_at_once_naming_the_setting(clickhouse, redis_resource, redis_client, config, setting):
     result = run_trending("1h", clickhouse, redis_resource, **config)

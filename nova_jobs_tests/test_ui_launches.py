@@ -44,6 +44,8 @@ def test_every_asset_of_a_nova_job_is_mapped_to_it_and_pooled_by_it():
             found[key.to_user_string()] = job.name
     assert found == ASSET_JOBS
     for assets_def in repo.assets_defs_by_key.values():
+        if not assets_def.is_executable:
+            continue  # observed only (kafka/jobs_dlq): no step, no pool
         for key in assets_def.keys:
             pools = {node.pool for node in assets_def.node_def.iterate_op_defs()} if hasattr(
                 assets_def.node_def, "iterate_op_defs") else {assets_def.op.pool}

@@ -3,6 +3,7 @@
 import json
 
 import dagster as dg
+from pydantic import Field
 
 from nova_jobs.executors import restricted_k8s_config
 
@@ -39,14 +40,15 @@ FEED_K8S_CONFIG = restricted_k8s_config({
 
 
 class FeedsConfig(dg.Config):
-    """Per-run overrides; each falls back to its environment variable, then the default."""
+    """Per-run overrides, shown in the launchpad at their defaults. A field left at its default
+    takes its environment variable if set (the deployment's value), else that default."""
 
-    target_users: int | None = None  # FEED_TARGET_USERS (1000)
-    ttl_seconds: int | None = None  # FEED_TTL_SEC (120)
-    ttl_jitter_seconds: int | None = None  # FEED_TTL_JITTER_SEC (10)
-    active_days: int | None = None  # ACTIVE_DAYS (7)
-    max_failed_keys: int | None = None  # CACHE_MAX_FAILED_KEYS (0)
-    as_of: str | None = None  # ISO-8601 evaluation time; default: when the run computes
+    target_users: int = Field(1000, description="Most active users to warm (FEED_TARGET_USERS)")
+    ttl_seconds: int = Field(120, description="Feed TTL in seconds (FEED_TTL_SEC)")
+    ttl_jitter_seconds: int = Field(10, description="Random extra TTL, up to (FEED_TTL_JITTER_SEC)")
+    active_days: int = Field(7, description="Active-user window in days (ACTIVE_DAYS)")
+    max_failed_keys: int = Field(0, description="Keys Redis may reject before the run fails (CACHE_MAX_FAILED_KEYS)")
+    as_of: str | None = Field(None, description="ISO-8601 evaluation time; default: when the run computes")
 
 
 def build_feeds_asset(retry_policy: dg.RetryPolicy = NOVA_RETRY_POLICY) -> dg.AssetsDefinition:

@@ -26,6 +26,12 @@ def _raw(name: str, explicit: object | None) -> str | None:
     return value.strip()
 
 
+def _unless_default(explicit, default):
+    # The launchpad shows run-config fields at their defaults: a field left there defers to the
+    # deployment's environment variable, so only a value someone changed overrides it.
+    return None if explicit is not None and explicit == default else explicit
+
+
 def _label(name: str, explicit: object | None, field: str | None) -> str:
     """What an error names: the run-config field when the value came from one, else the
     environment variable (or the setting) it came from."""
@@ -42,7 +48,7 @@ def _parse(kind: type[T], value: str) -> T | None:
 
 
 def setting_str(name: str, explicit: str | None = None, default: str | None = None) -> str:
-    value = _raw(name, explicit)
+    value = _raw(name, _unless_default(explicit, default))
     if value is None:
         if default is None:
             raise SettingError(f"{name} is not set")
@@ -51,6 +57,7 @@ def setting_str(name: str, explicit: str | None = None, default: str | None = No
 
 
 def _setting_number(name, kind, noun, explicit, default, minimum, maximum, field=None):
+    explicit = _unless_default(explicit, default)
     value = _raw(name, explicit)
     label = _label(name, explicit, field)
     if value is None:
@@ -95,6 +102,7 @@ def setting_choice(
     field: str | None = None,
 ) -> str:
     allowed = list(choices)
+    explicit = _unless_default(explicit, default)
     value = setting_str(name, explicit, default)
     if value not in allowed:
         raise SettingError(f"{_label(name, explicit, field)}={value!r} is not one of {', '.join(allowed)}")

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 
 from nova_jobs.executors import restricted_k8s_config
 from nova_jobs.lib.asset_jobs import pool_for
@@ -38,16 +39,19 @@ SHARD_K8S_CONFIG = restricted_k8s_config({
 
 
 class SuggestionsConfig(dg.Config):
-    """Per-run overrides; each falls back to its environment variable, then the default."""
+    """Per-run overrides, shown in the launchpad at their defaults. A field left at its default
+    takes its environment variable if set (the deployment's value), else that default."""
 
-    per_user: int | None = None  # SUGGESTIONS_PER_USER (20)
-    max_followees: int | None = None  # SUGGESTION_MAX_FOLLOWEES (1000)
-    max_per_followee: int | None = None  # SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE (1000)
-    popular_pool: int | None = None  # SUGGESTION_POPULAR_POOL (10000)
-    users_per_query: int | None = None  # SUGGESTION_USERS_PER_QUERY (50000)
-    active_days: int | None = None  # ACTIVE_DAYS (7)
-    max_failed_keys: int | None = None  # CACHE_MAX_FAILED_KEYS (0), per shard
-    as_of: str | None = None  # ISO-8601 evaluation time; default: when the run was created
+    per_user: int = Field(20, description="Suggestions per user (SUGGESTIONS_PER_USER)")
+    max_followees: int = Field(1000, description="Followees considered per user (SUGGESTION_MAX_FOLLOWEES)")
+    max_per_followee: int = Field(
+        1000, description="Candidates per followee (SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE)"
+    )
+    popular_pool: int = Field(10_000, description="Most-followed users kept for the fill (SUGGESTION_POPULAR_POOL)")
+    users_per_query: int = Field(50_000, description="Users per query within a shard (SUGGESTION_USERS_PER_QUERY)")
+    active_days: int = Field(7, description="Active-user window in days (ACTIVE_DAYS)")
+    max_failed_keys: int = Field(0, description="Keys Redis may reject per shard before it fails (CACHE_MAX_FAILED_KEYS)")
+    as_of: str | None = Field(None, description="ISO-8601 evaluation time; default: when the run was created")
 
 
 def resolve_shards(explicit: int | None = None) -> int:

@@ -57,14 +57,11 @@ def get_window(name: str) -> TrendingWindow:
     return window
 
 
-# The launchpad shows run-config fields at the contract's values. A field left at that value
-# does not override the deployment: the environment variable still applies. So the order is:
-# a run-config value other than the contract's, then the environment variable, then the contract.
+# A run-config value other than the contract's, then the environment variable, then the contract
+# (a field left at the contract's value defers to the variable: see lib/settings.py).
 def resolve_scoring(explicit: str | None = None) -> str:
-    explicit = None if explicit == DEFAULT_SCORING else explicit
     return setting_choice("TRENDING_SCORING", SCORINGS, explicit, DEFAULT_SCORING, field="scoring")
 
 
 def resolve_top_k(window: TrendingWindow, explicit: int | None = None) -> int:
-    explicit = None if explicit == window.top_k else explicit
     return setting_int("TRENDING_TOPK", explicit, window.top_k, minimum=1, maximum=10_000, field="top_k")
