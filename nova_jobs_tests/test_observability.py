@@ -369,7 +369,7 @@ def test_every_job_log_line_carries_the_correlation_id(three_trending_posts, tmp
                     assert any(first_line in line for line in mine), first_line
         assert any("trending 1h:" in line for line in lines if "first-run-0001" in line)
         failed_lines = [line for line in lines if plain.run_id in line]
-        assert any("STEP_FAILURE" in line and "TRENDING_TOPK" in line for line in failed_lines)
+        assert any("STEP_FAILURE" in line and "top_k=-1" in line for line in failed_lines)
         assert any("PIPELINE_FAILURE" in line for line in failed_lines)
 
 
