@@ -5,7 +5,6 @@ topics created with a retention. Real tansu broker, real Dagster instance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
@@ -17,33 +16,21 @@ from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
 from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.observe import DLQ_ASSET_KEY
-from nova_jobs_dev.localstack import ManagedProcess, tansu_process
 from nova_jobs.observability.dlq_watch import parse_tracking
+from nova_jobs_dev.localstack import tansu_process
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.dlq_helpers import cursor_at_end, decisions, encode, ends, make_defs, message, send, tick
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
-    with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
-        yield broker
-
-
 @pytest.fixture
-def kafka(own_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> KafkaResource:
-    brokers = f"127.0.0.1:{own_broker.port}"
-    monkeypatch.setenv("KAFKA_BROKERS", brokers)
+def kafka(kafka: KafkaResource, monkeypatch: pytest.MonkeyPatch) -> KafkaResource:
+    """The module's own broker (conftest), with automatic replays held back so operator
+    requests are what acts, and a UI address for the run links."""
     monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "3600")
     monkeypatch.setenv("NOVA_DAGSTER_UI_URL", "https://dagster.example.com/")
-    return KafkaResource(brokers=brokers)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
+    return kafka
 
 
 def observation(result) -> dict:
