@@ -9,6 +9,9 @@ store path.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,8 @@ import dagster as dg
 import pytest
 import redis as redis_lib
 
+from nova_jobs.deadletter.kafka_io import read_topics
+from nova_jobs.deadletter.message import DLQ_TOPIC
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs.resources.redis import RedisResource
@@ -142,3 +147,30 @@ def cached_json(redis_client: redis_lib.Redis, key: str):
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def dlq_messages(kafka: KafkaResource, run_ids) -> list[dict]:
+    """The `jobs-dlq` messages of `run_ids`, each checked to be keyed by its job. Other tests
+    share the broker and put hostile records on the topic: those are passed over."""
+    records, _ = read_topics(kafka, [DLQ_TOPIC], max_records=1_000_000, deadline_seconds=60)
+    found = []
+    for record in records:
+        try:
+            data = json.loads(record.value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("run_id") in run_ids:
+            assert record.key == data["job_name"].encode()
+            found.append(data)
+    return found
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM a daemon started in a session of its own (and its children), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

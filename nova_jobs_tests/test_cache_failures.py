@@ -31,7 +31,7 @@ from nova_jobs.resources.redis import RedisResource
 from nova_jobs.suggestions.assets import build_suggested_users_asset
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs_dev.localstack import ManagedProcess, redis_process
-from nova_jobs_tests.conftest import insert_rows
+from nova_jobs_tests.conftest import dlq_messages, insert_rows
 
 pytestmark = pytest.mark.integration
 
@@ -230,19 +230,6 @@ def test_cache_max_failed_keys_must_be_a_count(clickhouse, redis_url, monkeypatc
     assert metadata["error_kind"] == "permanent"
 
 
-def dlq_messages(kafka_resource, run_id: str) -> list[dict]:
-    records, _ = read_topics(kafka_resource, [DLQ_TOPIC])
-    found = []
-    for record in records:
-        try:
-            data = json.loads(record.value)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("run_id") == run_id:
-            found.append(data)
-    return found
-
-
 def test_failover_dead_letter_and_replay_restore_the_cache_once(
     clickhouse, primary_and_replica, kafka_resource, monkeypatch
 ):
@@ -275,7 +262,7 @@ def test_failover_dead_letter_and_replay_restore_the_cache_once(
         retries = [e for e in failed.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
         assert len(retries) == FAST_RETRIES.max_retries
         dlq_failure_sensor(sensor_context())
-        [message] = dlq_messages(kafka_resource, failed.run_id)
+        [message] = dlq_messages(kafka_resource, {failed.run_id})
         assert (message["kind"], message["error_class"], message["retry_count"]) == (
             "transient", "ReadOnlyError", FAST_RETRIES.max_retries)
         assert client_of(replica).get("nova:cache:trending:1h") == "previous"

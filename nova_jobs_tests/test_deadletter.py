@@ -29,6 +29,7 @@ from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs_dev.localstack import free_port, tansu_process
+from nova_jobs_tests.conftest import dlq_messages
 
 pytestmark = pytest.mark.integration
 
@@ -74,20 +75,6 @@ def failure_tick(defs, instance, kafka_resource, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
                                       resources={"kafka": kafka_resource})
     return dlq_failure_sensor(context)
-
-
-def dlq_messages(kafka_resource, run_ids) -> list[dict]:
-    records, _ = read_topics(kafka_resource, [DLQ_TOPIC])
-    found = []
-    for record in records:
-        try:
-            data = json.loads(record.value)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("run_id") in run_ids:
-            assert record.key == data["job_name"].encode()
-            found.append(data)
-    return found
 
 
 def test_failed_run_reaches_the_dlq_once_with_the_contract_fields(

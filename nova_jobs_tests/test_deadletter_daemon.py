@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.deadletter.message import DLQ_TOPIC, REPLAY_OF_TAG
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_dev.localstack import default_signals, redis_process, tansu_process
+from nova_jobs_tests.conftest import stop_process_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -118,10 +118,5 @@ def test_daemon_schedules_publishes_and_replays(project_root, tmp_path):
             # Once the warehouse is there, the next scheduled run succeeds too.
             wait_for("a scheduled trending_1h success", scheduled_success, 90, daemon)
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait(10)
+            stop_process_group(daemon)
             log.close()

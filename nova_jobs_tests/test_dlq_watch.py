@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG
 from nova_jobs.observability.sensor_ticks import read_sensor
 from nova_jobs.observability.server import Exporter
 from nova_jobs_dev.localstack import default_signals, free_port, tansu_process
+from nova_jobs_tests.conftest import stop_process_group
 from nova_jobs_tests.test_observability import Served, value
 
 pytestmark = pytest.mark.integration
@@ -218,16 +218,6 @@ def wait_for(what, check, timeout: float, daemon: subprocess.Popen, log: Path):
     raise AssertionError(f"timed out waiting for {what}: {log.read_text()[-3000:]}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 @pytest.mark.slow
 def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, project_root):
     """Kafka down: both DLQ sensors fail tick after tick and the dead run waits unpublished.
@@ -305,7 +295,7 @@ def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, projec
 
             samples = wait_for("the replay sensor to park the failure", parked_by_the_sensor, 150, daemon, log)
             assert value(samples, "nova_dlq_waiting_messages", job_name="doomed") == 0
-        stop(daemon)
+        stop_process_group(daemon)
 
         summary = {"doomed": {"waiting": 2, "parked": 1, "skipped": 4}, "unknown": {"waiting": 0, "parked": 0, "skipped": 3}}
         subprocess.run(
@@ -320,4 +310,4 @@ def test_dlq_sensor_ticks_and_replay_backlog_from_a_real_daemon(tmp_path, projec
         assert value(samples, "nova_dlq_skipped_messages_total", job_name="unknown") == 3
         assert value(samples, "nova_dlq_parked_messages", job_name="unknown") == 0
     finally:
-        stop(daemon)
+        stop_process_group(daemon)

@@ -5,7 +5,6 @@ published tag after the broker acknowledged, and run-monitoring failures."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections import Counter
@@ -15,10 +14,10 @@ import dagster as dg
 import pytest
 
 from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
-from nova_jobs.deadletter.kafka_io import read_topics
-from nova_jobs.deadletter.message import DLQ_TOPIC, PUBLISHED_TAG, build_message
+from nova_jobs.deadletter.message import PUBLISHED_TAG, build_message
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_dev.localstack import free_port
+from nova_jobs_tests.conftest import dlq_messages
 
 pytestmark = pytest.mark.integration
 
@@ -63,18 +62,7 @@ def tick(instance, kafka: KafkaResource, cursor: str | None):
 
 def published(kafka: KafkaResource, run_ids) -> Counter:
     """How many messages each of `run_ids` has on the topic."""
-    records, _ = read_topics(kafka, [DLQ_TOPIC], max_records=1_000_000, deadline_seconds=60)
-    wanted = set(run_ids)
-    counts: Counter = Counter()
-    for record in records:
-        # Other tests share the broker and put hostile records on the topic.
-        try:
-            data = json.loads(record.value)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("run_id") in wanted:
-            counts[data["run_id"]] += 1
-    return counts
+    return Counter(message["run_id"] for message in dlq_messages(kafka, set(run_ids)))
 
 
 def closed_broker() -> KafkaResource:

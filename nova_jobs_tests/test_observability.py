@@ -26,7 +26,7 @@ from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG, JOB_INTERVALS
 from nova_jobs.observability.server import Exporter
 from nova_jobs.trending.assets import build_trending_asset
 from nova_jobs.trending.windows import WINDOWS
-from nova_jobs_tests.conftest import insert_rows
+from nova_jobs_tests.conftest import insert_rows, stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -272,13 +272,8 @@ def test_killed_run_worker_is_counted_as_failed_and_dead_lettered_as_transient(t
         assert message.error_class.startswith("RunFailure.")
     finally:
         for process in (worker, daemon):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, 15)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, 9)
-                    process.wait(5)
+            if process is not None:
+                stop_process_group(process)
 
 
 def test_cache_checks_pass_on_a_real_refresh_and_fail_when_the_list_is_too_long(three_trending_posts, redis_resource, monkeypatch):

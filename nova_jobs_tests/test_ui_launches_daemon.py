@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ from nova_jobs_dev.localstack import default_signals, redis_process, tansu_proce
 from nova_jobs.observability.ledger import RunLedger
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.test_deadletter_daemon import CREATE_TABLES, wait_for
+from nova_jobs_tests.conftest import stop_process_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,12 +114,7 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
 
                 runs = wait_for("the backfills and the re-execution to finish", all_finished, 300, daemon)
             finally:
-                os.killpg(daemon.pid, signal.SIGTERM)
-                try:
-                    daemon.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(daemon.pid, signal.SIGKILL)
-                    daemon.wait(10)
+                stop_process_group(daemon)
                 log.close()
 
         assert replay.status == dg.DagsterRunStatus.SUCCESS
