@@ -32,6 +32,7 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nova_jobs.catalog import CACHE_JOBS
 from nova_jobs.lib.redact import redact_url
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.resources.clickhouse import validate_clickhouse_url
@@ -43,7 +44,7 @@ from nova_jobs_dev.localstack import ManagedProcess, free_port, port_open, redis
 log = logging.getLogger("nova_jobs.dev")
 
 REPLAY_SENSOR = "dlq_replay_sensor"
-BOOTSTRAP_JOBS = ("trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer")
+BOOTSTRAP_JOBS = tuple(job.name for job in CACHE_JOBS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG, JOB_INTERVALS
+from nova_jobs.lib.tags import PUBLISHED_TAG as DLQ_PUBLISHED_TAG
+from nova_jobs.observability.jobs import JOB_INTERVALS
 from nova_jobs.observability.server import Exporter
 
 

@@ -238,8 +238,7 @@ def test_failover_dead_letter_and_replay_restore_the_cache_once(
     replay sensor launches one replay, which restores the cache."""
     primary, replica = primary_and_replica
     monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "0")
-    monkeypatch.setattr(trending_assets, "NOVA_RETRY_POLICY", FAST_RETRIES)
-    asset = trending_assets.build_trending_asset(WINDOWS["1h"])
+    asset = trending_assets.build_trending_asset(WINDOWS["1h"], FAST_RETRIES)
     job = dg.define_asset_job("trending_1h", selection=[asset.key], tags=job_tags("trending_1h"))
     defs = dg.Definitions.merge(
         dg.Definitions(assets=[asset], jobs=[job], resources={

@@ -18,12 +18,11 @@ from nova_jobs.deadletter.kafka_io import publish, read_topics
 from nova_jobs.deadletter.message import (
     CONTROL_TOPIC,
     DLQ_TOPIC,
-    PUBLISHED_TAG,
     DlqMessage,
     parse_message,
 )
 from nova_jobs.deadletter.replay_sensor import ReplayState
-from nova_jobs.lib.tags import job_tags
+from nova_jobs.lib.tags import PUBLISHED_TAG, job_tags
 from nova_jobs.lib.timing import iso_z
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.kafka import KafkaResource
@@ -39,8 +38,7 @@ FAST_RETRIES = dg.RetryPolicy(max_retries=2, delay=0.05)
 @pytest.fixture
 def trending_1h_job(monkeypatch):
     """The real trending_1h asset and job, with quick retries instead of 2-16 s backoff."""
-    monkeypatch.setattr(trending_assets, "NOVA_RETRY_POLICY", FAST_RETRIES)
-    asset = trending_assets.build_trending_asset(WINDOWS["1h"])
+    asset = trending_assets.build_trending_asset(WINDOWS["1h"], FAST_RETRIES)
     job = dg.define_asset_job("trending_1h", selection=[asset.key], tags=job_tags("trending_1h"))
     return asset, job
 

@@ -16,7 +16,8 @@ import pytest
 
 from nova_jobs.cli import main as cli_main
 from nova_jobs.deadletter.kafka_io import read_topics
-from nova_jobs.deadletter.message import DLQ_TOPIC, REPLAY_OF_TAG
+from nova_jobs.deadletter.message import DLQ_TOPIC
+from nova_jobs.lib.tags import REPLAY_OF_TAG
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_dev.localstack import default_signals, redis_process, tansu_process
 from nova_jobs_tests.conftest import stop_process_group

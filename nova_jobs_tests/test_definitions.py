@@ -33,13 +33,32 @@ def surface() -> dict:
         },
         "sensors": {sensor.name: sensor.default_status.value for sensor in repo.sensor_defs},
         # The steps of each run: a cache job checks its values in its own step, and freshness is
-        # left to its sensor, so every extra step here costs each refresh its start-up time.
+        # a policy the daemon evaluates, so every extra step here costs each refresh its start-up time.
         "job_steps": {
             job.name: sorted(job.graph.node_names()) for job in repo.get_all_jobs() if not job.name.startswith("__")
         },
         # The pools a run of each job holds: one run per job, however it was launched.
         "job_pools": {
             job.name: sorted({op.pool for op in job.graph.iterate_op_defs() if op.pool})
+            for job in repo.get_all_jobs() if not job.name.startswith("__")
+        },
+        # Lineage the UI draws: warehouse tables to caches, trending to feeds.
+        "asset_deps": {
+            key.to_user_string(): sorted(parent.to_user_string() for parent in repo.asset_graph.get(key).parent_keys)
+            for key in repo.asset_graph.get_all_asset_keys() if repo.asset_graph.get(key).parent_keys
+        },
+        "freshness_windows_seconds": {
+            key.to_user_string(): [policy.fail_window.to_timedelta().total_seconds(),
+                                   policy.warn_window.to_timedelta().total_seconds()]
+            for key in repo.asset_graph.get_all_asset_keys()
+            if (policy := repo.asset_graph.get(key).freshness_policy) is not None
+        },
+        "job_priority": {
+            job.name: job.tags.get("dagster/priority") for job in repo.get_all_jobs() if not job.name.startswith("__")
+        },
+        "op_retries": {
+            job.name: {op.name: [op.retry_policy.max_retries, op.retry_policy.delay]
+                       for op in job.graph.iterate_op_defs() if op.retry_policy}
             for job in repo.get_all_jobs() if not job.name.startswith("__")
         },
     }
@@ -80,3 +99,62 @@ def test_every_step_that_touches_a_store_retries_with_exponential_backoff():
             checked.add(op.name)
     assert {"cache__trending_1h", "cache__feeds", "warehouse__trending_history"} <= checked
     assert any(name.startswith("suggestions_shard") for name in checked)
+
+
+def test_retries_end_well_before_the_next_schedule_and_the_documented_delays_are_dagsters():
+    """An every-minute job must not still be retrying when its next run is due: the waits of
+    all its retries, with the most jitter, stay under half its interval. The README's delays
+    are what Dagster really waits (`RetryPolicy.calculate_delay`), not 2^n."""
+    from nova_jobs.catalog import CACHE_JOBS, TRENDING_1H
+
+    for job in CACHE_JOBS:
+        policy = job.retries.policy
+        assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS
+        without_jitter = dg.RetryPolicy(max_retries=policy.max_retries, delay=policy.delay, backoff=policy.backoff)
+        dagster_delays = [without_jitter.calculate_delay(n) for n in range(1, policy.max_retries + 1)]
+        assert job.retries.delays == dagster_delays, job.name
+        # PLUS_MINUS jitter moves each wait by up to `delay` either way.
+        longest = [policy.calculate_delay(n) for n in range(1, policy.max_retries + 1) for _ in range(50)]
+        assert max(longest) <= max(dagster_delays) + policy.delay
+        worst_wait = sum(dagster_delays) + policy.max_retries * policy.delay
+        assert worst_wait < job.interval.total_seconds() / 2, (job.name, worst_wait)
+    assert TRENDING_1H.retries.delays == [2, 6]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "| 2, 6 s |" in readme and "2, 4, 8, 16 s" not in readme
+
+
+def test_the_every_minute_caches_run_first_when_the_queue_is_full():
+    priorities = {name: int(value) for name, value in surface()["job_priority"].items() if value is not None}
+    first = {name for name, value in priorities.items() if value == max(priorities.values())}
+    assert first == {"trending_1h", "cache_warmer"}
+    assert priorities["trending_24h"] > priorities["suggested_users"] > priorities["trending_history"]
+
+
+def test_every_declared_job_is_built_from_its_declaration():
+    """The catalog is the one place a job's facts live: each declared job exists with its cron,
+    asset, tags, pool and retries, and no Nova job exists without a declaration."""
+    from nova_jobs.catalog import ALL_JOBS, CACHE_JOBS
+    from nova_jobs.definitions import defs
+    from nova_jobs.observability.jobs import JOB_INTERVALS
+
+    repo = defs.get_repository_def()
+    declared = {job.name for job in ALL_JOBS}
+    operator_jobs = {"dlq_replay", "dlq_discard"}
+    assert {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")} == declared | operator_jobs
+    schedules = {schedule.job_name: schedule for schedule in repo.schedule_defs}
+    for job in ALL_JOBS:
+        built = repo.get_job(job.name)
+        assert built.tags["nova/job"] == job.name and built.tags["dagster/priority"] == str(job.priority)
+        if job.cron:
+            assert schedules[job.name].cron_schedule == job.cron
+        ops = list(built.graph.iterate_op_defs())
+        assert {op.pool for op in ops if op.pool} == {job.pool}, job.name
+        for op in ops:
+            if op.retry_policy is not None:
+                assert (op.retry_policy.max_retries, op.retry_policy.delay) == (
+                    job.retries.max_retries, job.retries.delay_seconds), (job.name, op.name)
+    for job in CACHE_JOBS:
+        assert job.asset_key in repo.get_job(job.name).asset_layer.selected_asset_keys
+        assert JOB_INTERVALS[job.name] == job.interval.total_seconds()
+        metadata = repo.asset_graph.get(job.asset_key).metadata
+        assert job.redis_key in (metadata.get("redis_key"), metadata.get("redis_key_pattern")), job.name

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nova_jobs.deadletter.message import is_published
 from nova_jobs.observability.dlq_watch import CorruptSummary, ReplaySummary, parse_summary
-from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG
+from nova_jobs.lib.tags import PUBLISHED_TAG as DLQ_PUBLISHED_TAG
 from nova_jobs.observability.sensor_ticks import read_sensor
 from nova_jobs.observability.server import Exporter
 from nova_jobs_dev.localstack import default_signals, free_port, tansu_process

@@ -12,6 +12,7 @@ from dagster_shared.error import SerializableErrorInfo
 from kafka import KafkaProducer
 
 from nova_jobs.lib.errors import (
+    classified,
     classify,
     classify_links,
     error_info_chain,
@@ -171,3 +172,20 @@ def test_clickhouse_codes(code, kind):
     error = RuntimeError(f"Code: {code}. DB::Exception: something. (NAME)")
     assert classify(error) == kind
     assert classify_links(error_info_chain(recorded(error))) == kind
+
+
+def test_a_classified_block_says_what_it_was_doing_and_keeps_retries_for_transient_errors():
+    with pytest.raises(ConnectionResetError):
+        with classified("trending query on http://warehouse:8123"):
+            raise ConnectionResetError("reset by peer")
+    with pytest.raises(dg.Failure) as failure:
+        with classified("bad trending configuration"):
+            setting_int("NOVA_TEST_SETTING", "many")
+    assert failure.value.allow_retries is False
+    assert failure.value.description.startswith("bad trending configuration: SettingError")
+    # A failure already classified inside (rejected writes) passes through unchanged.
+    inner = dg.Failure(description="Redis rejected 3 keys", allow_retries=True)
+    with pytest.raises(dg.Failure) as passed:
+        with classified("cache warmer"):
+            raise inner
+    assert passed.value is inner

@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 
 from nova_jobs.deadletter.failure_sensor import dlq_failure_sensor
-from nova_jobs.deadletter.message import PUBLISHED_TAG, build_message
+from nova_jobs.deadletter.message import build_message
+from nova_jobs.lib.tags import PUBLISHED_TAG
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_dev.localstack import free_port
 from nova_jobs_tests.conftest import dlq_messages

@@ -20,9 +20,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nova_jobs.deadletter.message import build_message
-from nova_jobs.observability.checks import CACHE_CHECKS, Findings, inspect_value
+from nova_jobs.catalog import SUGGESTED_USERS, TRENDING_1H
+from nova_jobs.lib.cache_checks import Findings, inspect_value
 from nova_jobs.observability.health import health_report
-from nova_jobs.observability.jobs import DLQ_PUBLISHED_TAG, JOB_INTERVALS
+from nova_jobs.lib.tags import PUBLISHED_TAG as DLQ_PUBLISHED_TAG
+from nova_jobs.observability.jobs import JOB_INTERVALS
 from nova_jobs.observability.server import Exporter
 from nova_jobs.trending.assets import build_trending_asset
 from nova_jobs.trending.windows import WINDOWS
@@ -308,12 +310,12 @@ def test_cache_checks_pass_on_a_real_refresh_and_fail_when_the_list_is_too_long(
     ],
 )
 def test_each_cache_check_catches_its_problem(raw, failing):
-    spec = CACHE_CHECKS[0]
+    spec = TRENDING_1H
     findings = Findings()
-    inspect_value(findings, spec.key, raw, spec, max_items=50)
+    inspect_value(findings, spec.redis_key, raw, spec, max_items=50)
     assert {name for name, count in findings.counts.items() if count} == {failing}
     good = Findings()
-    inspect_value(good, spec.key, '[{"post_id": 1, "score": 2.0}, {"post_id": 2, "score": 2.0}]', spec, 50)
+    inspect_value(good, spec.redis_key, '[{"post_id": 1, "score": 2.0}, {"post_id": 2, "score": 2.0}]', spec, 50)
     assert not any(good.counts.values())
 
 
@@ -327,7 +329,7 @@ def test_each_cache_check_catches_its_problem(raw, failing):
     ],
 )
 def test_suggestion_lists_rank_mutual_friends_before_popular_fill(items, problem):
-    spec = next(s for s in CACHE_CHECKS if s.job_name == "suggested_users")
+    spec = SUGGESTED_USERS
     findings = Findings()
     raw = json.dumps([{"user_id": u, "score": s, "reason": r} for u, s, r in items])
     inspect_value(findings, "nova:cache:suggested_users:1", raw, spec, max_items=20)

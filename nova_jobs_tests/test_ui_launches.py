@@ -20,7 +20,7 @@ from dagster_graphql.test.utils import (
 
 from nova_jobs.deadletter.message import build_message
 from nova_jobs.definitions import defs
-from nova_jobs.lib.asset_jobs import ASSET_JOBS, pool_for
+from nova_jobs.catalog import ASSET_JOBS, JOBS_BY_NAME
 from nova_jobs.observability.ledger import RunLedger
 from nova_jobs.trending.history import trending_history
 
@@ -50,7 +50,7 @@ def test_every_asset_of_a_nova_job_is_mapped_to_it_and_pooled_by_it():
             pools = {node.pool for node in assets_def.node_def.iterate_op_defs()} if hasattr(
                 assets_def.node_def, "iterate_op_defs") else {assets_def.op.pool}
             if key.to_user_string() in ASSET_JOBS:
-                assert pools == {pool_for(ASSET_JOBS[key.to_user_string()])}, key
+                assert pools == {JOBS_BY_NAME[ASSET_JOBS[key.to_user_string()]].pool}, key
 
 
 def test_materialize_from_the_ui_is_tagged_and_pooled_like_the_job(project_root, monkeypatch):

@@ -18,8 +18,12 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 
 from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.cli import main as cli_main
-from nova_jobs.deadletter.message import DLQ_TOPIC, REPLAY_OF_TAG
+from nova_jobs.deadletter.message import DLQ_TOPIC
+from nova_jobs.lib.tags import REPLAY_OF_TAG
 from nova_jobs_dev.localstack import default_signals, redis_process, tansu_process
+from nova_jobs.catalog import CACHE_JOBS, TRENDING_1H
+from nova_jobs.observability.freshness import freshness_states
+from nova_jobs.observability.health import health_report
 from nova_jobs.observability.ledger import RunLedger
 from nova_jobs.resources.kafka import KafkaResource
 from nova_jobs_tests.test_deadletter_daemon import CREATE_TABLES, wait_for
@@ -57,6 +61,8 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
             "DAGSTER_HOME": str(home), "CLICKHOUSE_URL": chdb_url, "CLICKHOUSE_DATABASE": DATABASE,
             "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0", "KAFKA_BROKERS": brokers,
             "MAX_CONCURRENT_JOBS": "5",
+            # The freshness daemon evaluates every second instead of every 30 s.
+            "FRESHNESS_DAEMON_INTERVAL_SECONDS": "1",
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -113,6 +119,16 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
                     return None
 
                 runs = wait_for("the backfills and the re-execution to finish", all_finished, 300, daemon)
+
+                # Freshness, as the daemon judges the caches' policies: trending_1h was just
+                # refreshed, the other caches never were (pending, not failing).
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=TRENDING_1H.asset_key))
+
+                def freshness_recorded():
+                    states = freshness_states(instance)
+                    return states if states.get("trending_1h") == "PASS" and len(states) == len(CACHE_JOBS) else None
+
+                states = wait_for("the freshness daemon's states", freshness_recorded, 120, daemon)
             finally:
                 stop_process_group(daemon)
                 log.close()
@@ -138,8 +154,14 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
         for (_, end), (start, _) in zip(spans, spans[1:]):
             assert start >= end, "two warehouse runs overlapped"
 
+        assert {name: state for name, state in states.items() if name != "trending_1h"} == dict.fromkeys(
+            ["trending_24h", "trending_7d", "suggested_users", "cache_warmer"], "UNKNOWN")
+
         ledger = RunLedger(instance)
         ledger.refresh()
+        _, health = health_report(ledger)
+        assert health["jobs"]["trending_1h"]["freshness"] == "PASS"
+        assert health["jobs"]["cache_warmer"]["freshness"] == "UNKNOWN"
         stats = ledger.jobs["trending_history"]
         # Every run above: the backfills, the re-execution and the replay succeeded, the first failed.
         assert stats.runs["success"] == len(runs)

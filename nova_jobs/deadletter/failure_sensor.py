@@ -25,10 +25,9 @@ import dagster as dg
 
 from nova_jobs.deadletter import settings
 from nova_jobs.deadletter.headers import dlq_headers
+from nova_jobs.lib.tags import PARENT_RUN_TAG, WILL_RETRY_TAG
 from nova_jobs.deadletter.message import (
     DLQ_TOPIC,
-    PARENT_RUN_TAG,
-    WILL_RETRY_TAG,
     build_message,
     is_published,
     published_marker,

@@ -20,6 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from nova_jobs.lib.asset_jobs import asset_selection_of, is_internal_job, nova_job_of, partition_scope
 from nova_jobs.lib.errors import classify_error_info, classify_links, error_info_chain, root_link
 from nova_jobs.lib.redact import redact_text
+from nova_jobs.lib.tags import (
+    FAILURE_REASON_TAG,
+    PARENT_RUN_TAG,
+    PARTITION_TAG,
+    PUBLISHED_TAG,
+    REPLAY_ATTEMPT_TAG,
+    REPLAY_OF_TAG,
+    RETRY_NUMBER_TAG,
+    correlation_id,
+)
 from nova_jobs.lib.timing import iso_z
 
 SCHEMA_VERSION = 1
@@ -27,20 +37,6 @@ DLQ_TOPIC = "jobs-dlq"
 # Operator replay requests and the replay sensor's decisions, so `nova-jobs dlq list` needs
 # nothing but the broker.
 CONTROL_TOPIC = "jobs-dlq-replay"
-
-# Run tags (the exporter and the helm values rely on these names).
-PUBLISHED_TAG = "nova/dlq_published"
-CORRELATION_TAG = "nova/correlation_id"
-REPLAY_OF_TAG = "nova/replay_of"
-REPLAY_ATTEMPT_TAG = "nova/replay_attempt"
-OUTCOME_PUBLISHED_TAG = "nova/dlq_outcome_published"
-WILL_RETRY_TAG = "dagster/will_retry"
-RETRY_NUMBER_TAG = "dagster/retry_number"
-ROOT_RUN_TAG = "dagster/root_run_id"
-PARTITION_TAG = "dagster/partition"
-FAILURE_REASON_TAG = "dagster/failure_reason"
-
-PARENT_RUN_TAG = "dagster/parent_run_id"
 
 KINDS = ("transient", "permanent")
 # A run that died outside op code (killed, never started) is worth another try.
@@ -291,8 +287,8 @@ def run_monitoring_reason(message: str | None) -> str | None:
 
 
 def correlation_id_of(run: dg.DagsterRun) -> str:
-    """Kept across replays (tag) and run-level re-executions (root run)."""
-    return run.tags.get(CORRELATION_TAG) or run.tags.get(ROOT_RUN_TAG) or run.run_id
+    """Kept across replays (tag) and run-level re-executions (root run): `lib.tags`."""
+    return correlation_id(run.tags, run.run_id)
 
 
 def job_context(run: dg.DagsterRun) -> dict[str, Any]:

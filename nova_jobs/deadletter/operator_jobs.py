@@ -18,12 +18,10 @@ from nova_jobs.deadletter.cli import (
 )
 from nova_jobs.deadletter.replay_sensor import DISCARD, REPLAY
 from nova_jobs.deadletter.topics import ensure_topics_once
-from nova_jobs.lib.tags import MAX_RUNTIME_TAG
+from nova_jobs.lib.tags import MAX_RUNTIME_TAG, OPERATOR_ACTION_TAG, USER_TAG
 from nova_jobs.resources.kafka import KafkaResource
 
 OPERATOR_MAX_RUNTIME_SECONDS = 300
-
-USER_TAG = "dagster/user"
 
 
 class DlqSelection(dg.Config):
@@ -81,7 +79,7 @@ def request_dlq_discard(context: dg.OpExecutionContext, config: DlqDiscardSelect
 def operator_tags(action: str) -> dict[str, str]:
     # No warehouse or job limit: a request only publishes to Kafka, and asking twice acts once.
     # A run stuck on an unreachable broker is still failed by run monitoring.
-    return {"nova/operator_action": action, MAX_RUNTIME_TAG: str(OPERATOR_MAX_RUNTIME_SECONDS)}
+    return {OPERATOR_ACTION_TAG: action, MAX_RUNTIME_TAG: str(OPERATOR_MAX_RUNTIME_SECONDS)}
 
 
 @dg.job(name="dlq_replay", description="Replay DLQ messages: a correlation id, a list of them, or a job's parked ones.",

@@ -44,11 +44,7 @@ from nova_jobs.deadletter.kafka_io import Record, publish_json, read_topics
 from nova_jobs.deadletter.observe import observe_queue, table_row
 from nova_jobs.deadletter.message import (
     CONTROL_TOPIC,
-    CORRELATION_TAG,
     DLQ_TOPIC,
-    PARTITION_TAG,
-    REPLAY_ATTEMPT_TAG,
-    REPLAY_OF_TAG,
     DlqMessage,
     MAX_DEPTH,
     MalformedMessage,
@@ -56,12 +52,20 @@ from nova_jobs.deadletter.message import (
     parse_message,
 )
 from nova_jobs.deadletter.topics import ensure_topics_once
-from nova_jobs.lib.asset_jobs import RANGE_END_TAG, RANGE_START_TAG, nova_job_of
+from nova_jobs.lib.asset_jobs import nova_job_of
+from nova_jobs.lib.tags import (
+    CORRELATION_TAG,
+    PARTITION_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REPLAY_ATTEMPT_TAG,
+    REPLAY_OF_TAG,
+    REPLAY_REQUEST_TAG,
+)
 from nova_jobs.lib.redact import redact_text
 from nova_jobs.lib.timing import iso_z
 from nova_jobs.resources.kafka import KafkaResource
 
-REQUEST_TAG = "nova/replay_request"
 UNKNOWN_JOB = "unknown"
 MAX_RECORDS_PER_TICK = 500
 MAX_PARKED = 5000
@@ -317,7 +321,7 @@ class Planner:
     def _already_replayed(self, candidate: Candidate) -> bool:
         if candidate.key in self.planned_runs:
             return True
-        tags = {REQUEST_TAG: candidate.request_id} if candidate.request_id else {REPLAY_OF_TAG: candidate.message.run_id}
+        tags = {REPLAY_REQUEST_TAG: candidate.request_id} if candidate.request_id else {REPLAY_OF_TAG: candidate.message.run_id}
         return self.instance.get_runs_count(dg.RunsFilter(tags=tags)) > 0
 
     def _partitions_def(self, job_name: str) -> Any:
@@ -504,7 +508,7 @@ class Planner:
             tags.update(scope_tags(message))
         run_key = f"dlq-replay:{message.correlation_id}:{message.run_id}"
         if candidate.request_id:
-            tags[REQUEST_TAG] = candidate.request_id
+            tags[REPLAY_REQUEST_TAG] = candidate.request_id
             run_key += f":{candidate.request_id}"
             self.operator_budget -= 1
             self.acted[f"{REPLAY}:{message.run_id}"] = iso_z(self.now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -36,9 +36,11 @@ class WarmStats:
     build_ms: int = 0
     write_ms: int = 0
     elapsed_ms: int = 0
+    # The write counts and what Redis rejected (not step metadata: the asset decides on them).
+    writes: BulkWriteResult = field(default_factory=BulkWriteResult, repr=False)
 
     def as_metadata(self) -> dict:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if name != "writes"}
 
 
 def load_trending(client: Client, redis: redis_lib.Redis, database: str, now: datetime) -> tuple[list[dict], str]:
@@ -59,11 +61,9 @@ def warm_feeds(
     target_users: int,
     ttl_seconds: int,
     jitter_seconds: int,
-    writes: BulkWriteResult | None = None,
     observe: Callable[[str, str], None] | None = None,
 ) -> WarmStats:
-    """Warm the feeds; `writes`, when given, receives the write counts and Redis's rejections;
-    `observe`, when given, sees every (key, value) as it is written (the content checks sample
+    """Warm the feeds; the stats carry the write counts and Redis's rejections. `observe`, when given, sees every (key, value) as it is written (the content checks sample
     them there)."""
     watch = Stopwatch()
     stats = WarmStats()
@@ -106,8 +106,7 @@ def warm_feeds(
     stats.warmed = stats.followed + stats.fallback_trending
     stats.skipped = attempted["skipped"] - failed["skipped"]
     stats.failed = result.failed
-    if writes is not None:
-        writes.merge(result)
+    stats.writes = result
     stats.query_ms = watch.ms("query") + watch.ms("execute") + watch.ms("fetch")
     stats.build_ms = watch.ms("build")
     stats.write_ms = max(0, watch.ms("stream") - watch.ms("fetch"))

@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from nova_jobs.catalog import CACHE_WARMER
 from nova_jobs.lib.cache import dumps
 from nova_jobs.warehouse.blocks import blocked_pairs_sql
 from nova_jobs.warehouse.engagement import WEIGHT_TENTHS_SQL
@@ -20,10 +21,10 @@ from nova_jobs.warehouse.active_users import top_active_users_sql
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-FEED_KEY_PREFIX = "nova:cache:feed:"
+FEED_KEY_PREFIX = CACHE_WARMER.key_prefix
 FEED_WINDOW_SECONDS = 48 * 3600
 FEED_DECAY = 0.95
-FEED_SIZE = 50
+FEED_SIZE = CACHE_WARMER.list_length
 
 _MAX64 = 18446744073709551615
 

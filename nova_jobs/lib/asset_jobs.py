@@ -4,7 +4,7 @@ A "Materialize" click, a backfill or a re-execution of a selection runs as Dagst
 `__ASSET_JOB`. The run queue, the DLQ message, the replay sensor, the exporter and the health
 endpoint still need the Nova job it stands for: the job whose asset selection covers the run's
 assets. The run queue and the exporter read this without loading the code location, so the
-mapping is declared here; a test checks it against the jobs' selections in the definitions.
+mapping comes from `nova_jobs.catalog`; a test checks it against the jobs' selections in the definitions.
 """
 
 from __future__ import annotations
@@ -13,26 +13,8 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-# Asset key (as `AssetKey.to_user_string()`) -> the Nova job that materializes it.
-ASSET_JOBS: dict[str, str] = {
-    "cache/trending_1h": "trending_1h",
-    "cache/trending_24h": "trending_24h",
-    "cache/trending_7d": "trending_7d",
-    "cache/suggested_users": "suggested_users",
-    "cache/feeds": "cache_warmer",
-    "warehouse/trending_history": "trending_history",
-}
-
-# Tags a run records what it covers with, whoever launched it (Dagster sets these).
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def pool_for(job_name: str) -> str:
-    """The concurrency pool of a Nova job's assets and ops: with a limit of 1 at run
-    granularity, one run at a time holds a job's assets, however it was launched."""
-    return f"nova_job.{job_name}"
+from nova_jobs.catalog import ASSET_JOBS
+from nova_jobs.lib.tags import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
 
 def is_internal_job(job_name: str | None) -> bool:
@@ -51,7 +33,7 @@ def job_for_assets(asset_keys: Iterable[dg.AssetKey]) -> str | None:
 def nova_job_of(run: dg.DagsterRun) -> str | None:
     """The Nova job a run stands for: its own job, or for an implicit job's run the job whose
     assets it materializes. None for a run that materializes no asset (a run of checks only,
-    such as the freshness sensor's) or assets of several jobs."""
+    such as a re-run of a check) or assets of several jobs."""
     if not is_internal_job(run.job_name):
         return run.job_name
     return job_for_assets(run.asset_selection or ())

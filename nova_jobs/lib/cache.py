@@ -5,7 +5,7 @@ new one, never a partial list and never a missing key (nothing is deleted first)
 `:meta` key are written in one MULTI/EXEC so they always come from the same run. Bulk writes go
 in pipelines of `chunk_size` commands.
 
-A key Redis rejects fails the run (`check_rejected_writes`): a replica after a failover, memory
+A key Redis rejects fails the run (`settle_rejected_writes`): a replica after a failover, memory
 full under `noeviction` or a TTL Redis refuses would otherwise give a green run while the
 caches expire. The previous values stay, since nothing is deleted first.
 """
@@ -77,17 +77,6 @@ class BulkWriteResult:
         if len(self.failed_keys) < 20:
             self.failed_keys.append(key)
             self.errors.append(f"{name}: {error}")
-
-    def merge(self, other: BulkWriteResult) -> None:
-        self.written += other.written
-        self.failed += other.failed
-        self.failed_keys.extend(other.failed_keys[: max(0, 20 - len(self.failed_keys))])
-        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
-        for name, theirs in other.rejections.items():
-            mine = self.rejections.setdefault(name, Rejection(theirs.kind, 0, theirs.sample))
-            mine.count += theirs.count
-            if theirs.kind == "permanent":
-                mine.kind = "permanent"
 
     @property
     def kind(self) -> ErrorKind:
@@ -258,10 +247,15 @@ def rejected_writes_failure(result: BulkWriteResult, max_failed_keys: int, what:
     )
 
 
-def check_rejected_writes(result: BulkWriteResult, max_failed_keys: int, what: str,
-                          metadata: dict[str, Any] | None = None) -> int:
-    """The number of rejected keys tolerated; more than `max_failed_keys` raise a Dagster failure,
-    transient (the retry policy applies) or permanent by the cause of the rejections."""
+def settle_rejected_writes(result: BulkWriteResult, max_failed_keys: int, what: str,
+                           metadata: dict[str, Any] | None = None) -> int:
+    """The number of rejected keys tolerated (logged as a warning); more than `max_failed_keys`
+    raise a Dagster failure, transient (the retry policy applies) or permanent by the cause of
+    the rejections."""
     if result.failed > max_failed_keys:
         raise rejected_writes_failure(result, max_failed_keys, what, metadata)
+    if result.failed:
+        dg.get_dagster_logger().warning(
+            f"{what}: {result.failed} keys not written (tolerated, the others were): {result.errors[:5]}"
+        )
     return result.failed

@@ -3,55 +3,31 @@ them in their own step and the observability checks that read Redis back.
 
 Four checks per cache: the value is valid JSON (a list of objects with an id and a score), it
 is ranked (score descending, then id ascending), it holds no id twice, and it holds at most K
-entries. Here too: the selection a cache job runs, which leaves freshness to its sensor.
-(In `lib`, importing no domain, so every domain's assets can use it.)
+entries. (In `lib`, importing no domain, so every domain's assets can use it.)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
+from nova_jobs.catalog import CacheJob
 from nova_jobs.lib.settings import setting_int
 
-# The name of every cache's freshness check (observability.freshness builds them; observability.checks asserts it).
-FRESHNESS_CHECK_NAME = "freshness_check"
-
-
-def without_freshness_checks(asset_key: dg.AssetKey) -> dg.AssetSelection:
-    """A cache job's selection: its asset and every check on it but freshness, which only the
-    freshness sensor evaluates (in a run of its own, when the answer can change), not a step in
-    every refresh."""
-    return dg.AssetSelection.assets(asset_key) - dg.AssetSelection.checks(dg.AssetCheckKey(asset_key, FRESHNESS_CHECK_NAME))
-
-
-def top_k_setting(setting: str, default: int) -> Callable[[], int]:
-    return lambda: setting_int(setting, None, default, minimum=1, maximum=10_000)
-
-
 CHECK_NAMES = ("json_valid", "ranked", "no_duplicates", "at_most_k")
+# Caches of one key per user are checked on this many of their keys.
+SAMPLE_KEYS = 500
 
 
-@dataclass(frozen=True)
-class CacheCheckSpec:
-    asset_key: dg.AssetKey
-    job_name: str
-    key: str  # a Redis key, or a SCAN pattern (with `*`) for one key per user
-    id_field: str
-    max_items: Callable[[], int]  # resolved at run time (settings may override the contract)
-    # For lists that mix reasons: the order reasons must appear in, and which must be ranked.
-    reason_order: tuple[str, ...] = ()
-    ranked_reasons: tuple[str, ...] = ()
-    sample_keys: int = 500
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_pattern(self) -> bool:
-        return "*" in self.key
+def resolve_max_items(job: CacheJob) -> int:
+    """The list length K at run time: the deployment's variable may override the contract's."""
+    if job.list_length_setting is None:
+        return job.list_length
+    return setting_int(job.list_length_setting, None, job.list_length, minimum=1, maximum=10_000)
 
 
 @dataclass
@@ -69,7 +45,7 @@ class Findings:
             self.problems[check].append(message)
 
 
-def inspect_value(findings: Findings, key: str, raw: str | bytes | None, spec: CacheCheckSpec, max_items: int) -> None:
+def inspect_value(findings: Findings, key: str, raw: str | bytes | None, job: CacheJob, max_items: int) -> None:
     findings.keys += 1
     if raw is None:
         findings.add("json_valid", f"{key}: missing")
@@ -80,67 +56,67 @@ def inspect_value(findings: Findings, key: str, raw: str | bytes | None, spec: C
         findings.add("json_valid", f"{key}: not JSON ({error})")
         return
     if not isinstance(items, list) or not all(
-        isinstance(item, dict) and isinstance(item.get(spec.id_field), int)
+        isinstance(item, dict) and isinstance(item.get(job.id_field), int)
         and isinstance(item.get("score"), (int, float)) and not isinstance(item.get("score"), bool)
         for item in items
     ):
-        findings.add("json_valid", f"{key}: not a list of objects with an integer {spec.id_field} and a numeric score")
+        findings.add("json_valid", f"{key}: not a list of objects with an integer {job.id_field} and a numeric score")
         return
     findings.entries += len(items)
 
-    ids = [item[spec.id_field] for item in items]
+    ids = [item[job.id_field] for item in items]
     if len(set(ids)) != len(ids):
         duplicated = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        findings.add("no_duplicates", f"{key}: {spec.id_field} repeated: {duplicated}")
+        findings.add("no_duplicates", f"{key}: {job.id_field} repeated: {duplicated}")
     if len(items) > max_items:
         findings.add("at_most_k", f"{key}: {len(items)} entries, more than {max_items}")
-    problem = ranking_problem(items, spec)
+    problem = ranking_problem(items, job)
     if problem:
         findings.add("ranked", f"{key}: {problem}")
 
 
-def ranking_problem(items: Sequence[dict], spec: CacheCheckSpec) -> str | None:
-    if spec.reason_order:
+def ranking_problem(items: Sequence[dict], job: CacheJob) -> str | None:
+    if job.reason_order:
         reasons = [item.get("reason") for item in items]
-        unknown = sorted({str(r) for r in reasons if r not in spec.reason_order})
+        unknown = sorted({str(r) for r in reasons if r not in job.reason_order})
         if unknown:
             return f"unknown reason(s) {unknown}"
-        positions = [spec.reason_order.index(r) for r in reasons]
+        positions = [job.reason_order.index(r) for r in reasons]
         if positions != sorted(positions):
-            return f"reasons out of order (expected {' before '.join(spec.reason_order)})"
-        groups = [[item for item in items if item.get("reason") == r] for r in spec.ranked_reasons]
+            return f"reasons out of order (expected {' before '.join(job.reason_order)})"
+        groups = [[item for item in items if item.get("reason") == r] for r in job.ranked_reasons]
     else:
         groups = [list(items)]
     for group in groups:
-        order = [(-item["score"], item[spec.id_field]) for item in group]
+        order = [(-item["score"], item[job.id_field]) for item in group]
         for index, (before, after) in enumerate(zip(order, order[1:])):
             if after < before:
-                return f"entry {index + 1} ({spec.id_field}={after[1]}) is ranked after a lower one"
+                return f"entry {index + 1} ({job.id_field}={after[1]}) is ranked after a lower one"
     return None
 
 
-def content_check_specs(spec: CacheCheckSpec) -> list[dg.AssetCheckSpec]:
+def content_check_specs(job: CacheJob) -> list[dg.AssetCheckSpec]:
     descriptions = {
-        "json_valid": f"`{spec.key}` holds a JSON list of objects with an integer `{spec.id_field}` and a numeric `score`.",
-        "ranked": f"Ranked by score descending, then `{spec.id_field}` ascending, as the contract says.",
-        "no_duplicates": f"No `{spec.id_field}` appears twice in one list.",
+        "json_valid": f"`{job.redis_key}` holds a JSON list of objects with an integer `{job.id_field}` and a numeric `score`.",
+        "ranked": f"Ranked by score descending, then `{job.id_field}` ascending, as the contract says.",
+        "no_duplicates": f"No `{job.id_field}` appears twice in one list.",
         "at_most_k": "No list is longer than its configured size (K).",
     }
-    return [dg.AssetCheckSpec(check, asset=spec.asset_key, description=descriptions[check]) for check in CHECK_NAMES]
+    return [dg.AssetCheckSpec(check, asset=job.asset_key, description=descriptions[check]) for check in CHECK_NAMES]
 
 
-def inspect_values(spec: CacheCheckSpec, values: Iterable[tuple[str, Any]]) -> tuple[Findings, int]:
-    max_items = spec.max_items()
+def inspect_values(job: CacheJob, values: Iterable[tuple[str, Any]]) -> tuple[Findings, int]:
+    max_items = resolve_max_items(job)
     findings = Findings()
     for key, raw in values:
-        inspect_value(findings, key, raw, spec, max_items)
+        inspect_value(findings, key, raw, job, max_items)
     return findings, max_items
 
 
-def check_results(spec: CacheCheckSpec, findings: Findings, max_items: int) -> list[dg.AssetCheckResult]:
+def check_results(job: CacheJob, findings: Findings, max_items: int) -> list[dg.AssetCheckResult]:
     return [
         dg.AssetCheckResult(
-            asset_key=spec.asset_key,
+            asset_key=job.asset_key,
             check_name=check,
             passed=findings.counts[check] == 0,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -156,17 +132,17 @@ def check_results(spec: CacheCheckSpec, findings: Findings, max_items: int) -> l
     ]
 
 
-def content_check_results(spec: CacheCheckSpec, values: Iterable[tuple[str, Any]]) -> list[dg.AssetCheckResult]:
+def content_check_results(job: CacheJob, values: Iterable[tuple[str, Any]]) -> list[dg.AssetCheckResult]:
     """The content checks on (key, value) pairs a step has just written (for one key per
     user, the caller passes a sample of them)."""
-    return check_results(spec, *inspect_values(spec, values))
+    return check_results(job, *inspect_values(job, values))
 
 
 class KeySample:
-    """The first `spec.sample_keys` (key, value) pairs of a stream, taken as they pass by."""
+    """The first `SAMPLE_KEYS` (key, value) pairs of a stream, taken as they pass by."""
 
-    def __init__(self, spec: CacheCheckSpec) -> None:
-        self.limit = spec.sample_keys
+    def __init__(self) -> None:
+        self.limit = SAMPLE_KEYS
         self.pairs: list[tuple[str, str]] = []
 
     def __call__(self, key: str, value: str) -> None:

@@ -12,9 +12,10 @@ message), so both see the error's whole cause chain and judge its root cause fir
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import dagster as dg
 
@@ -229,9 +230,22 @@ def permanent_failure(error: BaseException, what: str) -> dg.Failure:
     return classified_failure(f"{what}: {type(cause).__name__}: {cause}", "permanent", type(cause).__name__)
 
 
-def reraise_classified(error: BaseException, what: str) -> None:
+def reraise_classified(error: BaseException, what: str) -> NoReturn:
     """Raise transient errors as they are (the retry policy handles them) and permanent ones
     as a Failure that skips retries."""
     if classify(error) == "transient":
         raise error
     raise permanent_failure(error, what) from error
+
+
+@contextmanager
+def classified(what: str) -> Iterator[None]:
+    """Any error in the block leaves it classified (`reraise_classified`), its message saying
+    what was being done: `with classified(f"trending query on {url}"): ...`. A Dagster
+    Failure raised inside, already classified, passes through."""
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
+        reraise_classified(error, what)

@@ -24,15 +24,12 @@ DEFAULT_MAX_CONCURRENT_JOBS = 5
 
 
 def missing_nova_tags(run: dg.DagsterRun) -> dict[str, str]:
-    """The Nova tags a run lacks. A run of assets of several jobs still counts as a warehouse
-    run; a run of checks only (the freshness sensor's) reads Redis alone. Every run gets a
-    maximum runtime."""
-    job = nova_job_of(run)
-    wanted = job_tags(job or "")
-    if not job:
-        del wanted[JOB_TAG]
-        if not run.asset_selection:
-            del wanted[WAREHOUSE_TAG]
+    """The Nova tags a run lacks: its job's (`lib.tags.job_tags`, priority included). A run of
+    assets of several jobs still counts as a warehouse run; a run of checks only reads Redis
+    alone. Every run gets a maximum runtime."""
+    wanted = job_tags(nova_job_of(run))
+    if JOB_TAG not in wanted and not run.asset_selection:
+        del wanted[WAREHOUSE_TAG]
     return {key: value for key, value in wanted.items() if key not in run.tags}
 
 

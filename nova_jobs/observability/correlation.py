@@ -4,8 +4,8 @@ Installed for every run of an instance by `python_logs.dagster_handler_config` i
 (the handler factory `correlation_handler`); a run whose run config selects
 `loggers: {console: {}}` uses `nova_console_logger` instead of Dagster's default console logger.
 
-The id is the run's `nova/correlation_id` tag when a replay set it (the id of the first run of
-the failure), else the run id: the same id the DLQ message carries, so one failure can be
+The id is `lib.tags.correlation_id`: a replay's `nova/correlation_id` tag, else the root run of
+a retried or re-executed run, else the run id: the same id the DLQ message carries, so one failure can be
 followed from the UI through every replay to its message on `jobs-dlq`.
 """
 
@@ -17,7 +17,7 @@ import sys
 import dagster as dg
 
 from nova_jobs.lib.redact import redact_text
-from nova_jobs.observability.jobs import correlation_id
+from nova_jobs.lib.tags import correlation_id
 
 LINE_FORMAT = "%(asctime)s [correlation_id=%(correlation_id)s] %(levelname)s %(job_name)s %(step_key)s - %(message)s"
 

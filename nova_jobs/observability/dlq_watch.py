@@ -17,15 +17,16 @@ import dagster as dg
 
 from nova_jobs.deadletter.message import is_published
 from nova_jobs.lib.asset_jobs import nova_job_of
+from nova_jobs.lib.tags import WILL_RETRY_TAG
 
 log = logging.getLogger(__name__)
 
-WILL_RETRY_TAG = "dagster/will_retry"
 REPLAY_SENSOR = "dlq_replay_sensor"
 REPLAY_STATES = ("waiting", "parked", "skipped")
 # The replay sensor's cursor names a handful of jobs; a corrupt one must not flood the scrape.
 MAX_SUMMARY_JOBS = 200
 MAX_COUNT = 2**53  # exact as a Prometheus float
+
 
 def is_dead(run: dg.DagsterRun) -> bool:
     """Failed for good: a failure Dagster will not retry."""

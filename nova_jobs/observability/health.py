@@ -3,6 +3,10 @@
 A job is healthy when its last success is younger than about twice its interval and fewer than
 3 runs in a row have failed. A listed job that has not succeeded yet gets the same grace,
 counted from when the exporter started (a fresh deployment is not an outage).
+
+Each cache job also shows `freshness`: the state Dagster's freshness daemon last recorded for its
+asset under the same rule (`observability.freshness`), as the UI shows it; null until the
+daemon has evaluated it. The verdict is the exporter's own, so it holds while the daemon is down.
 """
 
 from __future__ import annotations
@@ -13,12 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nova_jobs.lib.timing import iso_z
-from nova_jobs.observability.jobs import (
-    JOB_INTERVALS,
-    MAX_CONSECUTIVE_FAILURES,
-    STALE_AFTER_INTERVALS,
-    is_internal_job,
-)
+from nova_jobs.lib.asset_jobs import is_internal_job
+from nova_jobs.observability.jobs import JOB_INTERVALS, MAX_CONSECUTIVE_FAILURES, STALE_AFTER_INTERVALS
 from nova_jobs.observability.ledger import RunLedger
 
 
@@ -32,6 +32,7 @@ class JobHealth:
     last_success_run_id: str | None
     consecutive_failures: int
     last_failure_run_id: str | None
+    freshness: str | None = None
 
     def as_json(self, now: float) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class JobHealth:
             "last_success_run_id": self.last_success_run_id,
             "consecutive_failures": self.consecutive_failures,
             "last_failure_run_id": self.last_failure_run_id,
+            "freshness": self.freshness,
         }
 
 
@@ -88,6 +90,7 @@ def job_health(ledger: RunLedger, now: float | None = None, intervals: dict[str,
                 last_success_run_id=stats.last_success_run_id if stats else None,
                 consecutive_failures=failures,
                 last_failure_run_id=stats.last_failure_run_id if stats else None,
+                freshness=ledger.freshness.get(name),
             )
         )
     return result

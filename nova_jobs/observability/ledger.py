@@ -14,7 +14,7 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,6 +24,7 @@ from nova_jobs.deadletter import settings as dlq_settings
 from nova_jobs.deadletter.message import is_published
 from nova_jobs.lib.asset_jobs import nova_job_of
 from nova_jobs.observability.dlq_watch import REPLAY_SENSOR, Backlog, ReplaySummary, UnpublishedRuns, parse_tracking
+from nova_jobs.observability.freshness import freshness_states
 from nova_jobs.observability.jobs import DURATION_BUCKETS
 from nova_jobs.observability.sensor_ticks import SensorTicks, read_sensors
 
@@ -114,6 +115,7 @@ class RunLedger:
         self.sensors: list[SensorTicks] = []
         self.replay_summary: dict[str, dict[str, int]] = {}
         self.replay_tracking: dict[str, int] = {}
+        self.freshness: Mapping[str, str] = {}  # job -> the freshness daemon's last state
         self._replay_summary = ReplaySummary()
         self._lock = threading.Lock()
 
@@ -126,6 +128,7 @@ class RunLedger:
             try:
                 read = self._incremental_read() if self._initialized else self._full_read()
                 self._read_dlq_pipeline()
+                self.freshness = freshness_states(self.instance)
             except Exception:
                 self.refresh_errors += 1
                 raise
@@ -190,7 +193,7 @@ class RunLedger:
         for record in records:
             run = record.dagster_run
             # A "Materialize" or backfill of a job's assets counts for that job; runs of checks
-            # only (the freshness sensor's) stay under the implicit job's name.
+            # only stay under the implicit job's name.
             job_name = nova_job_of(run) or run.job_name
             update_ts = _ts(record.update_timestamp)
             seen = self._seen.get(run.run_id)

@@ -13,22 +13,22 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from nova_jobs.catalog import SUGGESTED_USERS
 from nova_jobs.executors import restricted_k8s_config
-from nova_jobs.lib.asset_jobs import pool_for
-from nova_jobs.lib.cache import BulkWriteResult, check_rejected_writes, resolve_max_failed_keys
-from nova_jobs.lib.errors import reraise_classified
-from nova_jobs.lib.retries import NOVA_RETRY_POLICY
+from nova_jobs.lib.cache import resolve_max_failed_keys, settle_rejected_writes
+from nova_jobs.lib.errors import classified
+from nova_jobs.lib.jobs import OWNERS
 from nova_jobs.lib.settings import SettingError, setting_int
 from nova_jobs.lib.timing import parse_as_of
 from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.resources.redis import RedisResource
 from nova_jobs.suggestions.compute import ShardStats, compute_shard
-from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SUGGESTED_TTL_SECONDS, resolve_caps
+from nova_jobs.suggestions.queries import SUGGESTED_TTL_SECONDS, resolve_caps
 from nova_jobs.warehouse.active_users import resolve_active_days
 
 log = logging.getLogger(__name__)
 
-SUGGESTED_USERS_KEY = dg.AssetKey(["cache", "suggested_users"])
+SUGGESTED_USERS_KEY = SUGGESTED_USERS.asset_key
 DEFAULT_SHARDS = 4
 
 # Under the k8s executor every shard step is a pod with these requests and limits.
@@ -42,7 +42,7 @@ class SuggestionsConfig(dg.Config):
     """Per-run overrides, shown in the launchpad at their defaults. A field left at its default
     takes its environment variable if set (the deployment's value), else that default."""
 
-    per_user: int = Field(20, description="Suggestions per user (SUGGESTIONS_PER_USER)")
+    per_user: int = Field(SUGGESTED_USERS.list_length, description="Suggestions per user (SUGGESTIONS_PER_USER)")
     max_followees: int = Field(1000, description="Followees considered per user (SUGGESTION_MAX_FOLLOWEES)")
     max_per_followee: int = Field(
         1000, description="Candidates per followee (SUGGESTION_MAX_CANDIDATES_PER_FOLLOWEE)"
@@ -82,9 +82,10 @@ def run_evaluation_time(context: dg.OpExecutionContext, as_of: str | None) -> da
 def build_shard_op(shard: int, shards: int, load_problem: str | None = None) -> dg.OpDefinition:
     @dg.op(
         name=f"suggestions_shard_{shard}",
+        ins={"warehouse": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing),
-        retry_policy=NOVA_RETRY_POLICY,
-        pool=pool_for("suggested_users"),
+        retry_policy=SUGGESTED_USERS.retries.policy,
+        pool=SUGGESTED_USERS.pool,
         tags={"dagster-k8s/config": SHARD_K8S_CONFIG, "nova/shard": str(shard)},
         description=f"Suggestions for the active users of shard {shard} of {shards}.",
     )
@@ -94,7 +95,7 @@ def build_shard_op(shard: int, shards: int, load_problem: str | None = None) -> 
         clickhouse: ClickHouseResource,
         redis: RedisResource,
     ) -> dg.Output:
-        try:
+        with classified("bad suggested users configuration"):
             if load_problem is not None:
                 raise SettingError(load_problem)
             caps = resolve_caps(config.per_user, config.max_followees, config.max_per_followee, config.popular_pool)
@@ -105,25 +106,16 @@ def build_shard_op(shard: int, shards: int, load_problem: str | None = None) -> 
             max_failed_keys = resolve_max_failed_keys(config.max_failed_keys)
             now = run_evaluation_time(context, config.as_of)
             database = clickhouse.database_name
-        except SettingError as error:
-            reraise_classified(error, "bad suggested users configuration")
 
-        writes = BulkWriteResult()
-        try:
-            with clickhouse.get_client() as client:
-                stats = compute_shard(
-                    client, redis.get_client(), database, now, active_days, caps,
-                    shard, shards, users_per_query, writes,
-                )
-        except Exception as error:  # noqa: BLE001 - classified: transient retries, permanent fails
-            reraise_classified(error, f"suggested users shard {shard} on {clickhouse.display_url}")
+        what = f"suggested users shard {shard}"
+        with classified(f"{what} on {clickhouse.display_url}"), clickhouse.get_client() as client:
+            stats = compute_shard(
+                client, redis.get_client(), database, now, active_days, caps, shard, shards, users_per_query
+            )
 
-        stats.tolerated = check_rejected_writes(
-            writes, max_failed_keys, f"suggested users shard {shard} on {redis.display_url}",
-            metadata=stats.as_metadata(),
+        stats.tolerated = settle_rejected_writes(
+            stats.writes, max_failed_keys, f"{what} on {redis.display_url}", metadata=stats.as_metadata()
         )
-        if stats.failed:
-            context.log.warning(f"shard {shard}: {stats.failed} keys not written (tolerated): {writes.errors[:5]}")
         context.log.info(f"shard {shard}/{shards}: {stats.as_metadata()}")
         return dg.Output(None, metadata={**stats.as_metadata(), "as_of": now.isoformat()})
 
@@ -141,7 +133,7 @@ def _shard_totals(context: dg.OpExecutionContext, shards: int) -> tuple[ShardSta
         if event is None or not any(event.step_key.endswith(name) for name in names):
             continue
         metadata = {key: value.value for key, value in event.step_output_data.metadata.items()}
-        for field in ShardStats.__dataclass_fields__:
+        for field in ShardStats().as_metadata():
             if field == "elapsed_ms":
                 slowest = max(slowest, int(metadata.get(field, 0)))
             else:
@@ -161,7 +153,7 @@ def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinitio
         name="suggestions_summary",
         out=dg.Out(dg.Nothing),
         ins={"shards_done": dg.In(dg.Nothing)},
-        pool=pool_for("suggested_users"),
+        pool=SUGGESTED_USERS.pool,
     )
     def suggestions_summary(context: dg.OpExecutionContext) -> dg.Output:
         totals, slowest = _shard_totals(context, shards)
@@ -193,20 +185,23 @@ def build_suggested_users_asset(shards: int | None = None) -> dg.AssetsDefinitio
         return {op.name: {"config": values} for op in shard_ops}
 
     @dg.graph_asset(
-        key=SUGGESTED_USERS_KEY,
+        key=SUGGESTED_USERS.asset_key,
+        # The warehouse tables it reads, for lineage (a graph asset takes no `deps`).
+        ins={key.path[-1]: dg.AssetIn(key) for key in SUGGESTED_USERS.reads},
         group_name="suggestions",
         kinds={"clickhouse", "redis"},
-        owners=["team:nova-jobs"],
+        owners=OWNERS,
         config=same_config_for_every_shard,
-        metadata={"redis_key_pattern": SUGGESTED_KEY_PREFIX + "{user_id}", "shards": shards},
+        metadata={"redis_key_pattern": SUGGESTED_USERS.redis_key, "shards": shards},
         description=(
             "\"People you may know\" for every user active in the last week, as the Nova API "
-            f"serves them from `{SUGGESTED_KEY_PREFIX}{{user_id}}`: the people followed by the most "
+            f"serves them from `{SUGGESTED_USERS.redis_key}`: the people followed by the most "
             "of the user's followees, then the most-followed people, never someone they follow, "
             "themselves or anyone in a block with them. Kept for a day, refreshed every 10 minutes."
         ),
     )
-    def suggested_users():
-        return suggestions_summary(shards_done=[op() for op in shard_ops])
+    def suggested_users(**warehouse_tables):
+        tables = list(warehouse_tables.values())
+        return suggestions_summary(shards_done=[op(warehouse=tables) for op in shard_ops])
 
     return suggested_users

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -42,9 +42,11 @@ class ShardStats:
     query_ms: int = 0
     write_ms: int = 0
     elapsed_ms: int = 0
+    # The write counts and what Redis rejected (not step metadata: the asset decides on them).
+    writes: BulkWriteResult = field(default_factory=BulkWriteResult, repr=False)
 
     def as_metadata(self) -> dict[str, int]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if name != "writes"}
 
 
 def shard_users_sql() -> str:
@@ -92,12 +94,11 @@ def compute_shard(
     shard: int,
     shards: int,
     users_per_query: int,
-    writes: BulkWriteResult | None = None,
 ) -> ShardStats:
     """Suggest for every active user of `shard` and write their keys, `users_per_query` users
     per query so that ClickHouse's memory stays bounded; rows stream into Redis pipelines, so
-    Python holds at most about one query's lists while Redis catches up. `writes`, when given,
-    receives the write counts and Redis's rejections."""
+    Python holds at most about one query's lists while Redis catches up. The stats carry the
+    write counts and Redis's rejections."""
     watch = Stopwatch()
     stats = ShardStats()
     base = {"db": database, **active_window(now, active_days), **caps.params(), "shards": shards, "shard": shard}
@@ -132,8 +133,7 @@ def compute_shard(
         )
     stats.written = result.written
     stats.failed = result.failed
-    if writes is not None:
-        writes.merge(result)
+    stats.writes = result
 
     # Fetching a block includes ClickHouse computing it; the rest of the stream is time spent
     # waiting for Redis (what the writer thread could not hide behind the queries).

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nova_jobs.catalog import SUGGESTED_USERS
 from nova_jobs.lib.settings import setting_int
 from nova_jobs.warehouse.blocks import blocked_pairs_sql
 
-SUGGESTED_KEY_PREFIX = "nova:cache:suggested_users:"
+SUGGESTED_KEY_PREFIX = SUGGESTED_USERS.key_prefix
 SUGGESTED_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
 class SuggestionCaps:
-    per_user: int = 20
+    per_user: int = SUGGESTED_USERS.list_length
     max_followees: int = 1000
     max_per_followee: int = 1000
     popular_pool: int = 10_000

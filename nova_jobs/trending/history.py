@@ -6,10 +6,9 @@ import time
 
 import dagster as dg
 
-from nova_jobs.lib.asset_jobs import pool_for
-from nova_jobs.lib.errors import reraise_classified
-from nova_jobs.lib.retries import NOVA_RETRY_POLICY
-from nova_jobs.lib.settings import SettingError
+from nova_jobs.catalog import TRENDING_HISTORY
+from nova_jobs.lib.errors import classified
+from nova_jobs.lib.jobs import asset_policies
 from nova_jobs.lib.tags import job_tags
 from nova_jobs.lib.timing import Stopwatch, iso_z
 from nova_jobs.resources.clickhouse import ClickHouseResource
@@ -36,14 +35,11 @@ class TrendingHistoryConfig(dg.Config):
 
 
 @dg.asset(
-    key=dg.AssetKey(["warehouse", "trending_history"]),
+    **asset_policies(TRENDING_HISTORY),
     group_name="trending",
     kinds={"clickhouse"},
-    owners=["team:nova-jobs"],
     partitions_def=HISTORY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=24),
-    retry_policy=NOVA_RETRY_POLICY,
-    pool=pool_for("trending_history"),
     description=(
         "The trending lists as they stood at the end of each hour, per window, in "
         "`trending_history` (read the newest `version` of each (window, as_of)). Re-running an "
@@ -54,59 +50,54 @@ def trending_history(
     context: dg.AssetExecutionContext, config: TrendingHistoryConfig, clickhouse: ClickHouseResource
 ) -> dg.MaterializeResult:
     watch = Stopwatch()
-    try:
+    with classified("bad trending history configuration"):
         windows = [get_window(name) for name in config.windows]
         scoring = resolve_scoring(config.scoring)
         database = clickhouse.database_name
-    except SettingError as error:
-        reraise_classified(error, "bad trending history configuration")
 
     hours = {key: HISTORY_PARTITIONS.time_window_for_partition_key(key) for key in context.partition_keys}
     rows_written = 0
-    try:
-        with clickhouse.get_client() as client:
-            create_history_table(client, database)
-            for partition_key, hour in hours.items():
-                as_of = hour.end
-                # A version newer than any earlier run's marks this run's rows as the snapshot.
-                version = time.time_ns()
-                rows: list[list] = []
-                for window in windows:
-                    top_k = resolve_top_k(window, config.top_k)
-                    with watch.lap("query"):
-                        ranked = query_trending(client, database, window, scoring, as_of, top_k)
-                    rows.extend(
-                        [window.name, as_of, version, rank, post_id, score, scoring, context.run_id]
-                        for rank, (post_id, score) in enumerate(ranked, start=1)
-                    )
-                with watch.lap("write"):
-                    if rows:
-                        client.insert(
-                            f"{database}.trending_history",
-                            rows,
-                            column_names=["window", "as_of", "version", "rank", "post_id", "score", "scoring", "run_id"],
-                        )
-                    # Older versions go only after the new one is in: readers never see a gap.
-                    client.command(
-                        f"DELETE FROM {database}.trending_history "
-                        "WHERE as_of = toDateTime({as_of:Int64}, 'UTC') AND window IN {windows:Array(String)} "
-                        "AND version < {version:UInt64}",
-                        parameters={
-                            "as_of": int(as_of.timestamp()),
-                            "windows": [w.name for w in windows],
-                            "version": version,
-                        },
-                    )
-                rows_written += len(rows)
-                # Each partition reports what it wrote; the run's totals would count every
-                # hour of a multi-hour backfill once per partition.
-                context.add_asset_metadata(
-                    {"dagster/row_count": len(rows), "items_processed": len(rows), "as_of": iso_z(as_of)},
-                    partition_key=partition_key,
+    with classified(f"trending history on {clickhouse.display_url}"), clickhouse.get_client() as client:
+        create_history_table(client, database)
+        for partition_key, hour in hours.items():
+            as_of = hour.end
+            # A version newer than any earlier run's marks this run's rows as the snapshot.
+            version = time.time_ns()
+            rows: list[list] = []
+            for window in windows:
+                top_k = resolve_top_k(window, config.top_k)
+                with watch.lap("query"):
+                    ranked = query_trending(client, database, window, scoring, as_of, top_k)
+                rows.extend(
+                    [window.name, as_of, version, rank, post_id, score, scoring, context.run_id]
+                    for rank, (post_id, score) in enumerate(ranked, start=1)
                 )
-                context.log.info(f"trending history as of {iso_z(as_of)}: {len(rows)} rows")
-    except Exception as error:  # noqa: BLE001
-        reraise_classified(error, f"trending history on {clickhouse.display_url}")
+            with watch.lap("write"):
+                if rows:
+                    client.insert(
+                        f"{database}.trending_history",
+                        rows,
+                        column_names=["window", "as_of", "version", "rank", "post_id", "score", "scoring", "run_id"],
+                    )
+                # Older versions go only after the new one is in: readers never see a gap.
+                client.command(
+                    f"DELETE FROM {database}.trending_history "
+                    "WHERE as_of = toDateTime({as_of:Int64}, 'UTC') AND window IN {windows:Array(String)} "
+                    "AND version < {version:UInt64}",
+                    parameters={
+                        "as_of": int(as_of.timestamp()),
+                        "windows": [w.name for w in windows],
+                        "version": version,
+                    },
+                )
+            rows_written += len(rows)
+            # Each partition reports what it wrote; the run's totals would count every
+            # hour of a multi-hour backfill once per partition.
+            context.add_asset_metadata(
+                {"dagster/row_count": len(rows), "items_processed": len(rows), "as_of": iso_z(as_of)},
+                partition_key=partition_key,
+            )
+            context.log.info(f"trending history as of {iso_z(as_of)}: {len(rows)} rows")
 
     return dg.MaterializeResult(
         metadata={
@@ -122,10 +113,9 @@ def trending_history(
 
 
 trending_history_job = dg.define_asset_job(
-    name="trending_history",
+    name=TRENDING_HISTORY.name,
     selection=dg.AssetSelection.assets(trending_history),
-    partitions_def=HISTORY_PARTITIONS,
-    tags=job_tags("trending_history"),
+    tags=job_tags(TRENDING_HISTORY.name),
     description="Snapshot the trending lists at the end of each hour into ClickHouse.",
 )
 

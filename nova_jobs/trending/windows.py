@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from datetime import timedelta
 
+from nova_jobs.catalog import TRENDING_1H, TRENDING_7D, TRENDING_24H, CacheJob
 from nova_jobs.lib.settings import SettingError, setting_choice, setting_int
 
 SCORINGS = ("decayed", "seed")
 DEFAULT_SCORING = "decayed"
-DEFAULT_TOP_K = 50
+DEFAULT_TOP_K = TRENDING_1H.list_length
 
 
 class Scoring(StrEnum):
@@ -25,27 +26,32 @@ class Scoring(StrEnum):
 
 @dataclass(frozen=True)
 class TrendingWindow:
+    """What a trending query needs beyond its job's declaration: the span and the decay."""
+
     name: str
     span: timedelta
-    decay: float
-    cron: str
-    top_k: int = DEFAULT_TOP_K
+    decay: float  # per hour
+    job: CacheJob
 
     @property
     def job_name(self) -> str:
-        return f"trending_{self.name}"
+        return self.job.name
 
     @property
     def redis_key(self) -> str:
-        return f"nova:cache:trending:{self.name}"
+        return self.job.redis_key
+
+    @property
+    def top_k(self) -> int:
+        return self.job.list_length
 
 
 WINDOWS: dict[str, TrendingWindow] = {
     w.name: w
     for w in (
-        TrendingWindow("1h", timedelta(hours=1), 0.9, "* * * * *"),
-        TrendingWindow("24h", timedelta(hours=24), 0.95, "*/5 * * * *"),
-        TrendingWindow("7d", timedelta(days=7), 0.98, "0 * * * *"),
+        TrendingWindow("1h", timedelta(hours=1), 0.9, TRENDING_1H),
+        TrendingWindow("24h", timedelta(hours=24), 0.95, TRENDING_24H),
+        TrendingWindow("7d", timedelta(days=7), 0.98, TRENDING_7D),
     )
 }
 
