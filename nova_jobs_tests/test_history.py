@@ -5,10 +5,19 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from nova_jobs.trending.history import LATEST_SNAPSHOTS_SQL, trending_history
+from nova_jobs.trending.history import trending_history
 from nova_jobs_tests.conftest import insert_rows
 
 pytestmark = pytest.mark.integration
+
+# How an analyst reads the history: the newest version of each (window, as_of) snapshot.
+LATEST_SNAPSHOTS_SQL = """
+SELECT window, as_of, rank, post_id, score, scoring
+FROM {db:Identifier}.trending_history
+WHERE (window, as_of, version) IN (
+    SELECT window, as_of, max(version) FROM {db:Identifier}.trending_history GROUP BY window, as_of
+)
+"""
 
 HOUR_10 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)  # partition "2026-11-28-10:00" ends at 11:00
 

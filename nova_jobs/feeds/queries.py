@@ -17,6 +17,7 @@ from nova_jobs.lib.cache import dumps
 from nova_jobs.warehouse.blocks import blocked_pairs_sql
 from nova_jobs.warehouse.engagement import WEIGHT_TENTHS_SQL
 from nova_jobs.warehouse.active_users import top_active_users_sql
+from nova_jobs.warehouse.sql import compose
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -26,30 +27,29 @@ FEED_WINDOW_SECONDS = 48 * 3600
 FEED_DECAY = 0.95
 FEED_SIZE = CACHE_WARMER.list_length
 
-_MAX64 = 18446744073709551615
-
 # Rows (key, followed_count, value); value is '' for a user with no candidates (the caller
-# substitutes the trending fallback).
-FEEDS_SQL = f"""
+# substitutes the trending fallback). 18446744073709551615 is 2^64 - 1, the mask of one packed
+# 64-bit field.
+FEEDS_SQL = compose("""
 WITH
   -- A scalar subquery runs once per query; a CTE is inlined at each of its (four) mentions, and
   -- each would rank the week's events again: that was half the query's time.
-  (SELECT groupArray(user_id) FROM ({top_active_users_sql()})) AS target_ids,
+  (SELECT groupArray(user_id) FROM (""", top_active_users_sql(), """)) AS target_ids,
   targets AS (SELECT arrayJoin(target_ids) AS user_id),
   edges AS (
-    SELECT follower_id AS u, followee_id AS a FROM {{db:Identifier}}.follows
+    SELECT follower_id AS u, followee_id AS a FROM {db:Identifier}.follows
     WHERE follower_id IN (SELECT user_id FROM targets)
   ),
-  blocked AS ({blocked_pairs_sql("SELECT user_id FROM targets", "a")}),
+  blocked AS (""", blocked_pairs_sql("SELECT user_id FROM targets", "a"), """),
   recent AS (
-    SELECT post_id, author_id, created_at FROM {{db:Identifier}}.posts
-    WHERE created_at >= toDateTime({{feed_start:Int64}}, 'UTC')
-      AND created_at <= toDateTime({{now:Int64}}, 'UTC')
+    SELECT post_id, author_id, created_at FROM {db:Identifier}.posts
+    WHERE created_at >= toDateTime({feed_start:Int64}, 'UTC')
+      AND created_at <= toDateTime({now:Int64}, 'UTC')
       AND author_id IN (SELECT a FROM edges)
   ),
   engagement AS (
-    SELECT post_id, sum({WEIGHT_TENTHS_SQL}) / 10.0 AS e FROM {{db:Identifier}}.post_events
-    WHERE event_time <= toDateTime({{now:Int64}}, 'UTC')
+    SELECT post_id, sum(""", WEIGHT_TENTHS_SQL, """) / 10.0 AS e FROM {db:Identifier}.post_events
+    WHERE event_time <= toDateTime({now:Int64}, 'UTC')
       AND post_id IN (SELECT post_id FROM recent)
     GROUP BY post_id
   ),
@@ -57,10 +57,10 @@ WITH
     -- Only an author's best `feed_size` posts can reach anyone's feed: cut the rest before
     -- the join with the followers.
     SELECT r.post_id AS post_id, r.author_id AS author_id,
-           (1 + eng.e) * pow({FEED_DECAY}, ({{now:Int64}} - toInt64(toUnixTimestamp(r.created_at))) / 3600.0) AS score
+           (1 + eng.e) * pow({decay:Float64}, ({now:Int64} - toInt64(toUnixTimestamp(r.created_at))) / 3600.0) AS score
     FROM recent AS r LEFT JOIN engagement AS eng ON eng.post_id = r.post_id
     ORDER BY author_id, score DESC, post_id ASC
-    LIMIT {{feed_size:UInt64}} BY author_id
+    LIMIT {feed_size:UInt64} BY author_id
   ),
   lists AS (
     -- A bounded heap per user (no global sort) of the feed_size smallest (-score, post_id),
@@ -68,12 +68,12 @@ WITH
     -- bits order like its value, and a number compares far faster than a tuple.
     SELECT edges.u AS u,
            arrayMap(k -> (
-               reinterpretAsFloat64(toUInt64({_MAX64} - bitShiftRight(k, 128))),
-               toUInt64(bitAnd(bitShiftRight(k, 64), {_MAX64})),
-               toUInt64(bitAnd(k, {_MAX64}))
+               reinterpretAsFloat64(toUInt64(18446744073709551615 - bitShiftRight(k, 128))),
+               toUInt64(bitAnd(bitShiftRight(k, 64), 18446744073709551615)),
+               toUInt64(bitAnd(k, 18446744073709551615))
              ),
-             groupArraySorted({{feed_size:UInt64}})(bitOr(bitOr(
-               bitShiftLeft(toUInt256({_MAX64} - reinterpretAsUInt64(s.score)), 128),
+             groupArraySorted({feed_size:UInt64})(bitOr(bitOr(
+               bitShiftLeft(toUInt256(18446744073709551615 - reinterpretAsUInt64(s.score)), 128),
                bitShiftLeft(toUInt256(s.post_id), 64)), toUInt256(s.author_id)))
            ) AS items
     FROM edges INNER JOIN scored AS s ON s.author_id = edges.a
@@ -81,15 +81,15 @@ WITH
     GROUP BY u
   )
 SELECT
-  concat({{key_prefix:String}}, toString(t.user_id)) AS key,
+  concat({key_prefix:String}, toString(t.user_id)) AS key,
   length(l.items) AS followed,
   if(followed = 0, '', concat('[', arrayStringConcat(arrayMap(
-      x -> concat('{{"post_id":', toString(x.2), ',"author_id":', toString(x.3),
-                  ',"score":', toString(x.1), ',"reason":"followed"}}'),
+      x -> concat('{"post_id":', toString(x.2), ',"author_id":', toString(x.3),
+                  ',"score":', toString(x.1), ',"reason":"followed"}'),
       l.items), ','), ']')) AS value
 FROM targets AS t LEFT JOIN lists AS l ON l.u = t.user_id
 SETTINGS join_use_nulls = 0
-"""
+""")
 
 
 def feed_params(database: str, now: datetime, active_start: int, target_users: int) -> dict:
@@ -99,6 +99,7 @@ def feed_params(database: str, now: datetime, active_start: int, target_users: i
         "now": now_epoch,
         "active_start": active_start,
         "feed_start": now_epoch - FEED_WINDOW_SECONDS,
+        "decay": FEED_DECAY,
         "target_users": target_users,
         "feed_size": FEED_SIZE,
         "key_prefix": FEED_KEY_PREFIX,

@@ -20,12 +20,12 @@ from nova_jobs.suggestions.queries import (
     shard_condition,
 )
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
+from nova_jobs.warehouse.sql import compose
 
 if TYPE_CHECKING:
     import redis as redis_lib
     from clickhouse_connect.driver.client import Client
 
-_SHARD_USERS_ORDERED_SQL = "SELECT user_id FROM ({users}) ORDER BY user_id"
 WRITE_CHUNK = 2000
 
 
@@ -50,7 +50,8 @@ class ShardStats:
 
 
 def shard_users_sql() -> str:
-    return "SELECT user_id FROM (" + active_users_sql(shard_condition()) + ")"
+    """The active users of part `part` of shard `shard` (parameters, as in `shard_condition`)."""
+    return compose("SELECT user_id FROM (", active_users_sql(shard_condition()), ")")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def plan_shard(client: Client, base: dict, users_per_query: int) -> ShardPlan:
     """`base` holds the query parameters (db, active window, shard, shards, popular_pool). The
     ids are at most a few hundred thousand integers per shard."""
     result = client.query(
-        _SHARD_USERS_ORDERED_SQL.format(users=shard_users_sql()), parameters={**base, "parts": 1, "part": 0}
+        compose("SELECT user_id FROM (", shard_users_sql(), ") ORDER BY user_id"),
+        parameters={**base, "parts": 1, "part": 0},
     )
     ids = [int(u) for u in result.result_columns[0]] if result.row_count else []
     pool = [int(u) for u in client.query(pool_sql(follows_source()), parameters=base).result_rows[0][0]]

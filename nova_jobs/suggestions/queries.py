@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from nova_jobs.catalog import SUGGESTED_USERS
 from nova_jobs.lib.settings import setting_int
 from nova_jobs.warehouse.blocks import blocked_pairs_sql
+from nova_jobs.warehouse.sql import compose, placeholder
 
 SUGGESTED_KEY_PREFIX = SUGGESTED_USERS.key_prefix
 SUGGESTED_TTL_SECONDS = 24 * 3600
@@ -66,21 +67,24 @@ def follows_source(cutoff_param: str | None = None) -> str:
     before the epoch-seconds parameter `cutoff_param`."""
     if cutoff_param is None:
         return "{db:Identifier}.follows"
-    return (
-        "(SELECT follower_id, followee_id, created_at FROM {db:Identifier}.follows "
-        f"WHERE created_at < toDateTime({{{cutoff_param}:Int64}}, 'UTC'))"
+    return compose(
+        "(SELECT follower_id, followee_id, created_at FROM {db:Identifier}.follows ",
+        "WHERE created_at < toDateTime(", placeholder(cutoff_param, "Int64"), ", 'UTC'))",
     )
 
 
-# The `popular_pool` most-followed users, best first, as one array.
-_POOL_SQL = """
+def pool_sql(follows: str) -> str:
+    """One row, one column: the `popular_pool` (parameter) most-followed users of `follows`,
+    best first, as one array."""
+    return compose("""
 SELECT groupArray(followee_id) FROM (
-  SELECT followee_id, count() AS followers FROM {follows} AS f
+  SELECT followee_id, count() AS followers FROM """, follows, """ AS f
   GROUP BY followee_id
   ORDER BY followers DESC, followee_id ASC
-  LIMIT {{popular_pool:UInt64}}
+  LIMIT {popular_pool:UInt64}
 )
-"""
+""")
+
 
 # The job's form: the part's users and the popular pool are computed once per shard and bound
 # as arrays, and the part's users are a contiguous id range so that the follows scans for
@@ -91,33 +95,42 @@ USERS_PARAM_SQL = "SELECT arrayJoin({users:Array(UInt64)}) AS user_id"
 POOL_PARAM_SQL = "{pool:Array(UInt64)}"
 FOLLOWER_RANGE_SQL = "follower_id BETWEEN {first_user:UInt64} AND {last_user:UInt64}"
 
-# `{users}` yields a `user_id` column: the users to suggest for. `{follows}` is a table or
-# subquery with the follows table's columns. `{pool}` is an array expression (the popular
-# pool), `{mine_range}` an optional extra condition on `follower_id` that every user of
-# `{users}` meets. Output: one row per user, with the ranked mutual picks as (user_id, score)
-# tuples and the popular fill as user ids.
-_CORE_SQL = """
+# Larger than any number of paths, so one exclusion outweighs every mutual follow.
+_EXCLUDED_WEIGHT = "toInt64(-1000000000000)"
+
+
+def core_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: str | None = None) -> str:
+    """One row per user (user_id, picks, fill): the ranked mutual picks as (user_id, score)
+    tuples and the popular fill as user ids.
+
+    `users_sql` yields a `user_id` column: the users to suggest for. `follows` is a table or
+    subquery with the follows table's columns. `pool` is an array expression (the popular pool;
+    by default computed inside the query from `follows`), `mine_range` an optional extra
+    condition on `follower_id` that every user of `users_sql` meets."""
+    pool = pool if pool is not None else "(" + pool_sql(follows).strip() + ")"
+    mine_range = mine_range + "\n      AND " if mine_range else ""
+    return compose("""
 WITH
-  {pool} AS pool,
-  users AS ({users}),
+  """, pool, """ AS pool,
+  users AS (""", users_sql, """),
   mine AS (
     SELECT follower_id AS u, followee_id AS v, created_at
-    FROM {follows} AS f
-    WHERE {mine_range}follower_id IN (SELECT user_id FROM users)
+    FROM """, follows, """ AS f
+    WHERE """, mine_range, """follower_id IN (SELECT user_id FROM users)
   ),
   considered AS (
     SELECT u, v FROM mine
     ORDER BY u, created_at DESC, v
-    LIMIT {{max_followees:UInt64}} BY u
+    LIMIT {max_followees:UInt64} BY u
   ),
   hop AS (
     SELECT follower_id AS v, followee_id AS c
-    FROM {follows} AS f
+    FROM """, follows, """ AS f
     WHERE follower_id IN (SELECT v FROM considered)
     ORDER BY v, created_at DESC, c
-    LIMIT {{max_per_followee:UInt64}} BY v
+    LIMIT {max_per_followee:UInt64} BY v
   ),
-  blocked AS ({blocked}),
+  blocked AS (""", blocked_pairs_sql("SELECT user_id FROM users", "c"), """),
   excluded AS (
     SELECT u, groupArray(v) AS ids
     FROM (SELECT u, v FROM mine UNION ALL SELECT u, c AS v FROM blocked)
@@ -131,8 +144,8 @@ WITH
       SELECT considered.u AS u, hop.c AS c, toInt64(1) AS w
       FROM considered INNER JOIN hop ON considered.v = hop.v
       WHERE hop.c != considered.u
-      UNION ALL SELECT u, v AS c, {excluded} AS w FROM mine
-      UNION ALL SELECT u, c, {excluded} AS w FROM blocked
+      UNION ALL SELECT u, v AS c, """, _EXCLUDED_WEIGHT, """ AS w FROM mine
+      UNION ALL SELECT u, c, """, _EXCLUDED_WEIGHT, """ AS w FROM blocked
     )
     GROUP BY u, c
     HAVING score > 0
@@ -142,7 +155,7 @@ WITH
     -- sort; (2^32 - score, c) packed into one UInt128 compares far faster than a tuple.
     SELECT u, arrayMap(
         k -> (toUInt64(bitAnd(k, 18446744073709551615)), toUInt64(4294967296 - bitShiftRight(k, 64))),
-        groupArraySorted({{per_user:UInt64}})(bitOr(bitShiftLeft(toUInt128(4294967296 - score), 64), toUInt128(c)))
+        groupArraySorted({per_user:UInt64})(bitOr(bitShiftLeft(toUInt128(4294967296 - score), 64), toUInt128(c)))
       ) AS picks
     FROM pairs
     GROUP BY u
@@ -152,7 +165,7 @@ WITH
       users.user_id AS user_id,
       m.picks AS picks,
       arrayConcat([users.user_id], e.ids, arrayMap(x -> x.1, m.picks)) AS skip,
-      toInt64({{per_user:UInt64}}) - length(m.picks) AS need
+      toInt64({per_user:UInt64}) - length(m.picks) AS need
     FROM users
     LEFT JOIN mutual AS m ON m.u = users.user_id
     LEFT JOIN excluded AS e ON e.u = users.user_id
@@ -166,20 +179,23 @@ SELECT
      arraySlice(arrayFilter(x -> NOT has(skip, x), arraySlice(pool, 1, need + length(skip))), 1, need),
      []) AS fill
 FROM lists
-"""
+""")
 
-# The cached value, built by ClickHouse: exactly the contract's JSON (integers only).
-_JSON_SQL = """
+
+def json_rows_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: str | None = None) -> str:
+    """Rows (key, value, mutual_count, popular_count) ready for Redis; ClickHouse builds the
+    cached value, exactly the contract's JSON (integers only)."""
+    return compose("""
 SELECT
-  concat({{key_prefix:String}}, toString(user_id)) AS key,
+  concat({key_prefix:String}, toString(user_id)) AS key,
   concat('[', arrayStringConcat(arrayConcat(
-      arrayMap(x -> concat('{{"user_id":', toString(x.1), ',"score":', toString(x.2), ',"reason":"mutual"}}'), picks),
-      arrayMap(x -> concat('{{"user_id":', toString(x), ',"score":0,"reason":"popular"}}'), fill)
+      arrayMap(x -> concat('{"user_id":', toString(x.1), ',"score":', toString(x.2), ',"reason":"mutual"}'), picks),
+      arrayMap(x -> concat('{"user_id":', toString(x), ',"score":0,"reason":"popular"}'), fill)
   ), ','), ']') AS value,
   length(picks) AS mutual_count,
   length(fill) AS popular_count
-FROM ({core})
-"""
+FROM (""", core_sql(users_sql, follows, pool, mine_range), """)
+""")
 
 
 def shard_condition() -> str:
@@ -189,30 +205,6 @@ def shard_condition() -> str:
         "cityHash64(user_id) % {shards:UInt64} = {shard:UInt64}"
         " AND intDiv(cityHash64(user_id), {shards:UInt64}) % {parts:UInt64} = {part:UInt64}"
     )
-
-
-# Larger than any number of paths, so one exclusion outweighs every mutual follow.
-_EXCLUDED_WEIGHT = "toInt64(-1000000000000)"
-
-
-def pool_sql(follows: str) -> str:
-    """One row, one column: the popular pool (`popular_pool` parameter) as an array."""
-    return _POOL_SQL.format(follows=follows)
-
-
-def core_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: str | None = None) -> str:
-    """`pool` defaults to computing the pool inside the query (from `follows`)."""
-    return _CORE_SQL.format(
-        users=users_sql, follows=follows, excluded=_EXCLUDED_WEIGHT,
-        blocked=blocked_pairs_sql("SELECT user_id FROM users", "c"),
-        pool=pool if pool is not None else "(" + pool_sql(follows).strip() + ")",
-        mine_range=f"{mine_range}\n      AND " if mine_range else "",
-    )
-
-
-def json_rows_sql(users_sql: str, follows: str, pool: str | None = None, mine_range: str | None = None) -> str:
-    """Rows (key, value, mutual_count, popular_count) ready for Redis."""
-    return _JSON_SQL.format(core=core_sql(users_sql, follows, pool, mine_range))
 
 
 def part_json_rows_sql() -> str:

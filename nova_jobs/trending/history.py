@@ -18,15 +18,6 @@ from nova_jobs.warehouse.schema import create_history_table
 
 HISTORY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
 
-LATEST_SNAPSHOTS_SQL = """
-SELECT window, as_of, rank, post_id, score, scoring
-FROM {db:Identifier}.trending_history
-WHERE (window, as_of, version) IN (
-    SELECT window, as_of, max(version) FROM {db:Identifier}.trending_history GROUP BY window, as_of
-)
-"""
-
-
 class TrendingHistoryConfig(dg.Config):
     windows: list[str] = list(WINDOWS)
     # At the contract's value, TRENDING_SCORING / TRENDING_TOPK still apply (see windows.py).
@@ -75,16 +66,18 @@ def trending_history(
             with watch.lap("write"):
                 if rows:
                     client.insert(
-                        f"{database}.trending_history",
+                        "trending_history",
                         rows,
                         column_names=["window", "as_of", "version", "rank", "post_id", "score", "scoring", "run_id"],
+                        database=database,
                     )
                 # Older versions go only after the new one is in: readers never see a gap.
                 client.command(
-                    f"DELETE FROM {database}.trending_history "
+                    "DELETE FROM {db:Identifier}.trending_history "
                     "WHERE as_of = toDateTime({as_of:Int64}, 'UTC') AND window IN {windows:Array(String)} "
                     "AND version < {version:UInt64}",
                     parameters={
+                        "db": database,
                         "as_of": int(as_of.timestamp()),
                         "windows": [w.name for w in windows],
                         "version": version,

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from nova_jobs.trending.windows import TrendingWindow
-from nova_jobs.warehouse.engagement import KNOWN_TYPES_SQL as _KNOWN_TYPES
-from nova_jobs.warehouse.engagement import WEIGHT_SQL as _WEIGHT
+from nova_jobs.warehouse.engagement import KNOWN_TYPES_SQL, WEIGHT_SQL, WEIGHTED_COUNTS_SQL
+from nova_jobs.warehouse.sql import compose
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -22,48 +22,48 @@ if TYPE_CHECKING:
 # keeps the top K posts whatever their score. Posts of score 0 can only come after every post
 # of a positive score, so dropping them afterwards (`_ranked`) leaves the contract's list; and
 # any event in the window yields at least one row, so the totals are never lost.
-DECAYED_SQL = f"""
+DECAYED_SQL = compose("""
 SELECT post_id, score, sum(events) OVER () AS window_events, sum(unknown) OVER () AS window_unknown
 FROM (
     SELECT pairs.post_id AS post_id,
-           sumIf(pairs.weight * pow({{decay:Float64}}, ({{now:Int64}} - toInt64(toUnixTimestamp(pairs.latest))) / 3600.0),
+           sumIf(pairs.weight * pow({decay:Float64}, ({now:Int64} - toInt64(toUnixTimestamp(pairs.latest))) / 3600.0),
                  pairs.known AND (p.author_id IS NULL OR pairs.user_id != p.author_id)) AS score,
            sum(pairs.events) AS events,
            sumIf(pairs.events, NOT pairs.known) AS unknown
     FROM (
-        SELECT post_id, user_id, event_type, event_type IN {_KNOWN_TYPES} AS known,
-               any({_WEIGHT}) AS weight, max(event_time) AS latest, count() AS events
-        FROM {{db:Identifier}}.post_events
-        WHERE event_time > toDateTime({{start:Int64}}, 'UTC') AND event_time <= toDateTime({{now:Int64}}, 'UTC')
+        SELECT post_id, user_id, event_type, event_type IN """, KNOWN_TYPES_SQL, """ AS known,
+               any(""", WEIGHT_SQL, """) AS weight, max(event_time) AS latest, count() AS events
+        FROM {db:Identifier}.post_events
+        WHERE event_time > toDateTime({start:Int64}, 'UTC') AND event_time <= toDateTime({now:Int64}, 'UTC')
         GROUP BY post_id, user_id, event_type
     ) AS pairs
-    LEFT ANY JOIN {{db:Identifier}}.posts AS p ON p.post_id = pairs.post_id
+    LEFT ANY JOIN {db:Identifier}.posts AS p ON p.post_id = pairs.post_id
     GROUP BY pairs.post_id
 )
 ORDER BY score DESC, post_id ASC
-LIMIT {{top_k:UInt32}}
+LIMIT {top_k:UInt32}
 SETTINGS join_use_nulls = 1
-"""
+""")
 
-# The old worker's formula, kept for parity: raw counts, decayed by whole hours since the
-# post's latest event (of a known type). Same single scan and totals as above.
-SEED_SQL = f"""
+# The old worker's formula, kept for parity: raw counts weighed by the contract's weights,
+# decayed by whole hours since the post's latest event (of a known type). Same single scan and
+# totals as above.
+SEED_SQL = compose("""
 SELECT post_id, score, sum(events) OVER () AS window_events, sum(unknown) OVER () AS window_unknown
 FROM (
     SELECT post_id,
-           (0.1 * countIf(event_type = 'view') + 2 * countIf(event_type = 'like')
-            + 3 * countIf(event_type = 'comment') + 5 * countIf(event_type = 'share'))
-           * pow({{decay:Float64}}, dateDiff('hour', maxIf(event_time, event_type IN {_KNOWN_TYPES}),
-                                           toDateTime({{now:Int64}}, 'UTC'))) AS score,
+           (""", WEIGHTED_COUNTS_SQL, """)
+           * pow({decay:Float64}, dateDiff('hour', maxIf(event_time, event_type IN """, KNOWN_TYPES_SQL, """),
+                                           toDateTime({now:Int64}, 'UTC'))) AS score,
            count() AS events,
-           countIf(event_type NOT IN {_KNOWN_TYPES}) AS unknown
-    FROM {{db:Identifier}}.post_events
-    WHERE event_time > toDateTime({{start:Int64}}, 'UTC') AND event_time <= toDateTime({{now:Int64}}, 'UTC')
+           countIf(event_type NOT IN """, KNOWN_TYPES_SQL, """) AS unknown
+    FROM {db:Identifier}.post_events
+    WHERE event_time > toDateTime({start:Int64}, 'UTC') AND event_time <= toDateTime({now:Int64}, 'UTC')
     GROUP BY post_id
 )
 ORDER BY score DESC, post_id ASC
-LIMIT {{top_k:UInt32}}
-"""
+LIMIT {top_k:UInt32}
+""")
 
 
 def _params(database: str, window: TrendingWindow, now: datetime) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from nova_jobs.lib.settings import setting_int
+from nova_jobs.warehouse.sql import compose, placeholder
 
 DAY_SECONDS = 86_400
 
@@ -23,24 +24,23 @@ def active_window(now: datetime, active_days: int) -> dict[str, int]:
     return {"now": now_epoch, "active_start": now_epoch - active_days * DAY_SECONDS}
 
 
-# Every active user with their event count. `{where}` adds a condition on user_id (a shard).
-ACTIVE_USERS_SQL = """
+# Every active user with their event count, up to the GROUP BY (an extra condition may follow).
+_ACTIVE_EVENTS_SQL = """
 SELECT user_id, count() AS events
-FROM {{db:Identifier}}.post_events
-WHERE event_time >= toDateTime({{active_start:Int64}}, 'UTC')
-  AND event_time <= toDateTime({{now:Int64}}, 'UTC'){where}
-GROUP BY user_id
-"""
+FROM {db:Identifier}.post_events
+WHERE event_time >= toDateTime({active_start:Int64}, 'UTC')
+  AND event_time <= toDateTime({now:Int64}, 'UTC')"""
 
 
 def active_users_sql(where: str = "") -> str:
-    """All active users (unordered), optionally restricted by an extra condition on `user_id`."""
-    return ACTIVE_USERS_SQL.format(where=f"\n  AND ({where})" if where else "")
+    """All active users (unordered) with their event count, optionally restricted by an extra
+    condition on `user_id` (a shard)."""
+    extra = "\n  AND (" + where + ")" if where else ""
+    return compose(_ACTIVE_EVENTS_SQL, extra, "\nGROUP BY user_id\n")
 
 
 def top_active_users_sql(limit_param: str = "target_users") -> str:
     """The first `{limit_param}` active users in the contract's order."""
-    return (
-        active_users_sql()
-        + f"ORDER BY events DESC, user_id ASC\nLIMIT {{{limit_param}:UInt64}}\n"
+    return compose(
+        active_users_sql(), "ORDER BY events DESC, user_id ASC\nLIMIT ", placeholder(limit_param, "UInt64"), "\n"
     )

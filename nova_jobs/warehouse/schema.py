@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 SOURCE_TABLES = {
     "post_events": """
-        CREATE TABLE IF NOT EXISTS {db}.post_events (
+        CREATE TABLE IF NOT EXISTS {db:Identifier}.post_events (
             event_time DateTime('UTC'),
             post_id UInt64,
             user_id UInt64,
@@ -21,21 +21,21 @@ SOURCE_TABLES = {
         ) ENGINE = MergeTree ORDER BY (event_time, post_id)
     """,
     "posts": """
-        CREATE TABLE IF NOT EXISTS {db}.posts (
+        CREATE TABLE IF NOT EXISTS {db:Identifier}.posts (
             post_id UInt64,
             author_id UInt64,
             created_at DateTime('UTC')
         ) ENGINE = MergeTree ORDER BY post_id
     """,
     "follows": """
-        CREATE TABLE IF NOT EXISTS {db}.follows (
+        CREATE TABLE IF NOT EXISTS {db:Identifier}.follows (
             follower_id UInt64,
             followee_id UInt64,
             created_at DateTime('UTC')
         ) ENGINE = MergeTree ORDER BY (follower_id, followee_id)
     """,
     "user_blocks": """
-        CREATE TABLE IF NOT EXISTS {db}.user_blocks (
+        CREATE TABLE IF NOT EXISTS {db:Identifier}.user_blocks (
             blocker_id UInt64,
             blocked_id UInt64,
             created_at DateTime('UTC')
@@ -47,7 +47,7 @@ SOURCE_TABLES = {
 # readers take the newest version, so a re-run replaces a partition without a moment where it
 # is missing or doubled. Older versions are deleted after the new one lands.
 HISTORY_TABLE = """
-    CREATE TABLE IF NOT EXISTS {db}.trending_history (
+    CREATE TABLE IF NOT EXISTS {db:Identifier}.trending_history (
         window LowCardinality(String),
         as_of DateTime('UTC'),
         version UInt64,
@@ -63,15 +63,15 @@ HISTORY_TABLE = """
 
 
 def create_database(client: Client, database: str) -> None:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command("CREATE DATABASE IF NOT EXISTS {db:Identifier}", parameters={"db": database})
 
 
 def create_source_tables(client: Client, database: str) -> None:
     create_database(client, database)
     for ddl in SOURCE_TABLES.values():
-        client.command(ddl.format(db=database))
+        client.command(ddl, parameters={"db": database})
 
 
 def create_history_table(client: Client, database: str) -> None:
     create_database(client, database)
-    client.command(HISTORY_TABLE.format(db=database))
+    client.command(HISTORY_TABLE, parameters={"db": database})
