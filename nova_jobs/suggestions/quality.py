@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from nova_jobs.suggestions.queries import SuggestionCaps, follows_source, lists_sql
+from nova_jobs.warehouse.sql import compose
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -23,27 +24,32 @@ WHERE created_at >= toDateTime({cutoff:Int64}, 'UTC') AND created_at <= toDateTi
 
 # The evaluated users: those with a hidden follow and at least one earlier follow (a user with
 # none gets the popular list either way), at most `max_users` (a stable sample by hash).
-_USERS = f"""
-SELECT user_id FROM ({_HIDDEN})
+_USERS = compose(
+    "SELECT user_id FROM (", _HIDDEN, """)
 WHERE user_id IN (
-  SELECT follower_id FROM {{db:Identifier}}.follows WHERE created_at < toDateTime({{cutoff:Int64}}, 'UTC')
+  SELECT follower_id FROM {db:Identifier}.follows WHERE created_at < toDateTime({cutoff:Int64}, 'UTC')
 )
 GROUP BY user_id
-ORDER BY cityHash64(user_id), user_id LIMIT {{max_users:UInt64}}
-"""
+ORDER BY cityHash64(user_id), user_id LIMIT {max_users:UInt64}
+""")
 
-_RECALL_SQL = f"""
+
+def recall_sql(lists: str) -> str:
+    """Hidden follows, and how many of them the suggestion lists of `lists` (a query giving
+    each evaluated user's `picks` and `fill`) contain."""
+    return compose(
+        """
 WITH
-  hidden AS (SELECT user_id, c FROM ({_HIDDEN}) WHERE user_id IN ({_USERS})),
+  hidden AS (SELECT user_id, c FROM (""", _HIDDEN, ") WHERE user_id IN (", _USERS, """)),
   suggested AS (
     SELECT user_id, arrayJoin(arrayConcat(arrayMap(x -> x.1, picks), fill)) AS c
-    FROM ({{lists}})
+    FROM (""", lists, """)
   )
 SELECT
   (SELECT count() FROM hidden) AS hidden_follows,
   (SELECT uniqExact(user_id) FROM hidden) AS users,
   (SELECT count() FROM hidden WHERE (user_id, c) IN (SELECT user_id, c FROM suggested)) AS hits
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,7 @@ class Recall:
 
 
 def _recall(client: Client, database: str, cutoff: int, end: int, caps: SuggestionCaps, max_users: int) -> Recall:
-    lists = lists_sql(_USERS, follows_source("cutoff"))
-    sql = _RECALL_SQL.replace("{lists}", lists)
+    sql = recall_sql(lists_sql(_USERS, follows_source("cutoff")))
     params = {"db": database, "cutoff": cutoff, "end": end, "max_users": max_users, **caps.params()}
     hidden, users, hits = client.query(sql, parameters=params).result_rows[0]
     return Recall(users=int(users), hidden_follows=int(hidden), hits=int(hits))

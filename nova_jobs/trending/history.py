@@ -18,6 +18,7 @@ from nova_jobs.warehouse.schema import create_history_table
 
 HISTORY_PARTITIONS = dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00", timezone="UTC")
 
+
 class TrendingHistoryConfig(dg.Config):
     windows: list[str] = list(WINDOWS)
     # At the contract's value, TRENDING_SCORING / TRENDING_TOPK still apply (see windows.py).
