@@ -173,16 +173,11 @@ def read_from(
 
 
 def read_topics(
-    kafka: KafkaResource,
-    topics: list[str],
-    offsets: dict[str, dict[str, int]] | None = None,
-    max_records: int = 1000,
-    deadline_seconds: float = 20.0,
-    on_reset: Callable[[str], None] | None = None,
+    kafka: KafkaResource, topics: list[str], offsets: dict[str, dict[str, int]] | None = None, **options: Any
 ) -> tuple[list[Record], dict[str, dict[str, int]]]:
-    """`read_from` on a consumer of its own, closed afterwards."""
+    """`read_from` (same options) on a consumer of its own, closed afterwards."""
     consumer = open_consumer(kafka)
     try:
-        return read_from(consumer, topics, offsets, max_records, deadline_seconds, on_reset)
+        return read_from(consumer, topics, offsets, **options)
     finally:
         consumer.close()
