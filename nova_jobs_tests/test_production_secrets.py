@@ -102,6 +102,26 @@ def test_kafka_sasl_ssl_options_come_from_the_environment(monkeypatch):
         KafkaResource(brokers="kafka-1:9093")._security()
 
 
+def test_kafka_sasl_ssl_options_come_from_the_resource_fields(monkeypatch):
+    """What `resources_from_env` sets (as dg.EnvVar): the fields alone, nothing in the environment."""
+    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
+                 "KAFKA_SSL_CAFILE"):
+        monkeypatch.delenv(name, raising=False)
+    kafka = KafkaResource(brokers="kafka-1:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-256",
+                          sasl_username="nova-jobs", sasl_password=PASSWORD, ssl_cafile="/etc/nova/ca.pem")
+    assert kafka._security() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "nova-jobs",
+        "sasl_plain_password": PASSWORD,
+        "ssl_cafile": "/etc/nova/ca.pem",
+    }
+    # Plain SSL: no SASL options, the CA bundle still applies.
+    assert KafkaResource(brokers="kafka-1:9093", security_protocol="SSL", ssl_cafile="/etc/nova/ca.pem",
+                         sasl_password=PASSWORD)._security() == {"security_protocol": "SSL",
+                                                                 "ssl_cafile": "/etc/nova/ca.pem"}
+
+
 @pytest.mark.parametrize("text", [
     f"HTTPDriver for http://nova:{PASSWORD}@127.0.0.1:8123 received ClickHouse error",
     f"Error connecting to rediss://:{PASSWORD}@redis:6380/0",

@@ -16,7 +16,6 @@ import argparse
 import getpass
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from nova_jobs.deadletter.message import (
 )
 from nova_jobs.deadletter.replay_sensor import DISCARD, REPLAY, discard_request, parse_request, replay_request
 from nova_jobs.deadletter.topics import ensure_topics_once
+from nova_jobs.resources import kafka_resource_from_env
 from nova_jobs.resources.kafka import KafkaResource
 
 STATE_LABELS = {
@@ -138,7 +138,8 @@ def load_entries(kafka: KafkaResource) -> list[Entry]:
 
 
 def _kafka(args: argparse.Namespace) -> KafkaResource:
-    kafka = KafkaResource(brokers=args.brokers or os.environ.get("KAFKA_BROKERS", ""))
+    # The resource the jobs and sensors get, from the same variables, checked as a run checks it.
+    kafka = kafka_resource_from_env(args.brokers)
     kafka.bootstrap_servers  # a bad setting is the error to report, not a topic-creation failure
     # Without admin rights (or a broker) the topics may still exist: reading or publishing next
     # reports a broker that is really down.

@@ -1,8 +1,10 @@
 """The analytics warehouse: a ClickHouse server in production, embedded chdb locally.
 
-`CLICKHOUSE_URL` is `http(s)://[user:password@]host:port` or `chdb:///absolute/path`. The
-embedded engine can be opened by one process at a time, so the client is opened per step (never
-at import) and opening waits for a run that holds the store to finish.
+`CLICKHOUSE_URL` is `http(s)://[user:password@]host:port` or `chdb:///absolute/path`;
+`CLICKHOUSE_DATABASE` and `CLICKHOUSE_TIMEOUT_MS` set the `database` and `timeout_ms` fields
+(`nova_jobs.resources.resources_from_env`). The embedded engine can be opened by one process at
+a time, so the client is opened per step (never at import) and opening waits for a run that
+holds the store to finish.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOCKED_MARKERS = ("error initializing embeddedserver", "cannot lock file")
+DEFAULT_DATABASE = "nova"
+DEFAULT_TIMEOUT_MS = 300_000
 
 
 def validate_clickhouse_url(url: str) -> str:
@@ -51,12 +55,10 @@ class ClickHouseResource(dg.ConfigurableResource):
     """Opens clients on the warehouse named by `CLICKHOUSE_URL`."""
 
     url: str = Field(description="http(s)://[user:password@]host:port or chdb:///absolute/path")
-    database: str | None = Field(
-        default=None, description="Database of the source tables; default $CLICKHOUSE_DATABASE or nova"
+    database: str = Field(
+        default=DEFAULT_DATABASE, description="Database of the source tables (CLICKHOUSE_DATABASE)"
     )
-    timeout_ms: int | None = Field(
-        default=None, description="Query timeout; default $CLICKHOUSE_TIMEOUT_MS or 300000"
-    )
+    timeout_ms: int = Field(default=DEFAULT_TIMEOUT_MS, description="Query timeout in ms (CLICKHOUSE_TIMEOUT_MS)")
     lock_wait_seconds: float = Field(
         default=120.0, description="How long to wait for another process to release an embedded store"
     )
@@ -67,21 +69,19 @@ class ClickHouseResource(dg.ConfigurableResource):
         self.database_name  # noqa: B018 - validates CLICKHOUSE_DATABASE
         self._timeout_seconds()
 
+    # A field left at its default takes its variable if set (lib/settings' one rule): a resource
+    # built by hand, or one built before the variable was set (a test), reads what a run would.
     @property
     def database_name(self) -> str:
-        name = setting_str("CLICKHOUSE_DATABASE", self.database, "nova")
+        name = setting_str("CLICKHOUSE_DATABASE", self.database.strip(), DEFAULT_DATABASE)
         return validate_identifier(name, "CLICKHOUSE_DATABASE")
-
-    @property
-    def is_embedded(self) -> bool:
-        return validate_clickhouse_url(self.url) == "chdb"
 
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
 
     def _timeout_seconds(self) -> float:
-        return setting_int("CLICKHOUSE_TIMEOUT_MS", self.timeout_ms, 300_000, minimum=1) / 1000.0
+        return setting_int("CLICKHOUSE_TIMEOUT_MS", self.timeout_ms, DEFAULT_TIMEOUT_MS, minimum=1) / 1000.0
 
     def _open(self) -> Client:
         # Imported here: every run process loads the code location, few open the warehouse.
