@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import dagster as dg
 import pytest
 # No public API shows a resource's page: this snapshot is what the code location sends the UI.
-from dagster._core.remote_representation.external_data import RepositorySnap, ResourceConfigEnvVarSnap
+from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql, infer_resource_selector
 
 from nova_jobs.deadletter.message import build_message
 from nova_jobs.lib.redact import redact_text
@@ -64,12 +65,37 @@ def definitions() -> dg.Definitions:
     return dg.Definitions(jobs=[probe_job], resources=resources_from_env())
 
 
-def resource_pages(defs: dg.Definitions) -> dict:
-    """What the UI's resource page shows (the GraphQL `configuredValues` and `configFields` come
-    from this snapshot): the configured values and the fields' defaults, per resource."""
-    snap = RepositorySnap.from_def(defs.get_repository_def())
-    return {r.name: (r.configured_values, {f.name: f.default_value_as_json_str for f in r.config_field_snaps})
-            for r in snap.resources}
+RESOURCE_PAGE = """query($selector: ResourceSelector!) {
+  topLevelResourceDetailsOrError(resourceSelector: $selector) {
+    __typename
+    ... on ResourceDetails { configuredValues { key value type } configFields { name defaultValueAsJson } }
+  } }"""
+
+
+def env_var(name: str) -> dict:
+    """How the resource page shows a field set with `dg.EnvVar`: the variable's name."""
+    return {"value": name, "type": "ENV_VAR"}
+
+
+def resource_pages() -> tuple[dict, str]:
+    """What the UI's resource page shows for each resource of a code location loaded now, in a
+    code server of its own (GraphQL, as the UI asks): (resource -> (configured values by field,
+    defaults by field), every answer as text)."""
+    pages, answers = {}, []
+    location = Path(__file__).with_name("resource_page_location.py")
+    with dg.instance_for_test() as instance:
+        with define_out_of_process_context(str(location), "defs", instance) as context:
+            for name in ("clickhouse", "redis", "kafka"):
+                result = execute_dagster_graphql(context, RESOURCE_PAGE,
+                                                 variables={"selector": infer_resource_selector(context, name)})
+                page = result.data["topLevelResourceDetailsOrError"]
+                assert page["__typename"] == "ResourceDetails", result.data
+                answers.append(json.dumps(result.data))
+                pages[name] = (
+                    {v["key"]: {"value": v["value"], "type": v["type"]} for v in page["configuredValues"]},
+                    {f["name"]: f["defaultValueAsJson"] for f in page["configFields"]},
+                )
+    return pages, "\n".join(answers)
 
 
 @pytest.fixture
@@ -87,10 +113,10 @@ def servers(clickhouse, redis_url, kafka_brokers, no_optional_settings):
 
 
 def test_with_no_optional_variable_the_page_shows_the_real_defaults(no_optional_settings):
-    pages = resource_pages(definitions())
-    assert pages["clickhouse"][0] == {"url": ResourceConfigEnvVarSnap(name="CLICKHOUSE_URL")}
-    assert pages["redis"][0] == {"url": ResourceConfigEnvVarSnap(name="REDIS_URL")}
-    assert pages["kafka"][0] == {"brokers": ResourceConfigEnvVarSnap(name="KAFKA_BROKERS")}
+    pages, _ = resource_pages()
+    assert pages["clickhouse"][0] == {"url": env_var("CLICKHOUSE_URL")}
+    assert pages["redis"][0] == {"url": env_var("REDIS_URL")}
+    assert pages["kafka"][0] == {"brokers": env_var("KAFKA_BROKERS")}
     for resource, defaults in DEFAULTS.items():
         shown = {name: value for name, value in pages[resource][1].items() if name in defaults}
         assert {name: json.loads(value) for name, value in shown.items()} == defaults
@@ -123,10 +149,10 @@ def test_each_variable_set_is_shown_by_name_and_seen_by_the_run(servers, instanc
     for name, value in {**SET, "CLICKHOUSE_DATABASE": database}.items():
         monkeypatch.setenv(name, value)
     defs = definitions()
-    pages = resource_pages(defs)
+    pages, _ = resource_pages()
     for resource, variables in (("clickhouse", CLICKHOUSE_VARIABLES), ("kafka", KAFKA_VARIABLES)):
         for field, name in variables.items():
-            assert pages[resource][0][field] == ResourceConfigEnvVarSnap(name=name)
+            assert pages[resource][0][field] == env_var(name)
 
     result = defs.resolve_job_def("probe_job").execute_in_process(instance=instance)
     assert result.success
@@ -172,12 +198,10 @@ def test_secrets_are_shown_by_variable_name_only(no_optional_settings, monkeypat
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", SASL_PASSWORD)
     monkeypatch.setenv("CLICKHOUSE_URL", f"https://nova:{clickhouse_password}@ch.nova.internal:8443")
     monkeypatch.setenv("REDIS_URL", f"rediss://:{redis_password}@redis.nova.internal:6380/0")
-    defs = definitions()
-    pages = resource_pages(defs)
-    assert pages["kafka"][0]["sasl_password"] == ResourceConfigEnvVarSnap(name="KAFKA_SASL_PASSWORD")
-    assert pages["clickhouse"][0]["url"] == ResourceConfigEnvVarSnap(name="CLICKHOUSE_URL")
-    # Nothing the code location sends the UI about its repository holds a password.
-    sent = dg.serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    pages, sent = resource_pages()
+    assert pages["kafka"][0]["sasl_password"] == env_var("KAFKA_SASL_PASSWORD")
+    assert pages["clickhouse"][0]["url"] == env_var("CLICKHOUSE_URL")
+    # Nothing the UI is told about the resources holds a password.
     assert "KAFKA_SASL_PASSWORD" in sent
     for secret in (SASL_PASSWORD, clickhouse_password, redis_password):
         assert secret not in sent
@@ -210,3 +234,36 @@ def test_the_cli_reports_a_bad_kafka_setting_in_one_line(no_optional_settings, m
     assert main(["dlq", "list", "--brokers", "127.0.0.1:9"]) == 2
     assert capfd.readouterr().err.strip().splitlines() == [
         "nova-jobs dlq: error: KAFKA_SASL_MECHANISM='GSSAPI' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"]
+
+
+def test_a_failed_redis_command_is_left_to_the_jobs_retry_policy():
+    """A server that accepts and hangs up at once: the client makes one connection and raises,
+    so waiting out an outage is the job's RetryPolicy's to do (the README's retry layers); a
+    redis-py upgrade that retried on its own would multiply them."""
+    import socket
+    import threading
+
+    import redis as redis_lib
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+
+    def hang_up():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        client = RedisResource(url=f"redis://127.0.0.1:{listener.getsockname()[1]}/0").get_client()
+        with pytest.raises(redis_lib.ConnectionError):
+            client.set("nova:cache:trending:1h", "[]")
+    finally:
+        listener.close()
+    assert len(accepted) == 1
