@@ -608,7 +608,7 @@ def build_replay_sensor(jobs: Sequence[Any], name: str = "dlq_replay_sensor") ->
                                 "of the topics (duplicates are recognised from run tags)")
         now = datetime.now(UTC)
         resets: list[str] = []
-        records, offsets = read_topics(kafka, [DLQ_TOPIC, CONTROL_TOPIC], state.offsets, MAX_RECORDS_PER_TICK,
+        records, offsets = read_topics(kafka, [DLQ_TOPIC, CONTROL_TOPIC], state.offsets, max_records=MAX_RECORDS_PER_TICK,
                                        on_reset=resets.append)
         for reset in resets:
             context.log.warning(f"DLQ replay: {reset}")
