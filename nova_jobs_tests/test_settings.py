@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nova_jobs.lib.settings import SettingError, setting_choice, setting_float, setting_int
+from nova_jobs.lib.settings import SettingError, setting_choice, setting_int
 
 
 def test_explicit_then_environment_then_default(monkeypatch):
@@ -36,12 +36,7 @@ def test_bad_numbers_name_the_setting(monkeypatch, value, message):
     assert caught.value.__context__ is None
 
 
-def test_floats_choices_and_required(monkeypatch):
-    monkeypatch.setenv("NOVA_TEST_F", "0.5")
-    assert setting_float("NOVA_TEST_F", default=1.0, minimum=0.0) == 0.5
-    monkeypatch.setenv("NOVA_TEST_F", "half")
-    with pytest.raises(SettingError, match="NOVA_TEST_F='half' is not a number"):
-        setting_float("NOVA_TEST_F", default=1.0)
+def test_choices_and_required(monkeypatch):
     with pytest.raises(SettingError, match="TRENDING_SCORING='hot' is not one of decayed, seed"):
         setting_choice("TRENDING_SCORING", ["decayed", "seed"], "hot")
     monkeypatch.delenv("NOVA_TEST_REQUIRED", raising=False)

@@ -86,17 +86,6 @@ def setting_int(
     return _setting_number(name, int, "a whole number", explicit, default, minimum, maximum, field)
 
 
-def setting_float(
-    name: str,
-    explicit: float | None = None,
-    default: float | None = None,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    field: str | None = None,
-) -> float:
-    return _setting_number(name, float, "a number", explicit, default, minimum, maximum, field)
-
-
 def setting_choice(
     name: str, choices: Iterable[str], explicit: str | None = None, default: str | None = None,
     field: str | None = None,

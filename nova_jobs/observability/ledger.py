@@ -100,11 +100,8 @@ class RunLedger:
         self.max_pages_per_refresh = max_pages_per_refresh
         self.jobs: dict[str, JobStats] = {}
         self.started_at = time.time()
-        self.last_refresh_at: float | None = None
-        self.last_refresh_seconds = 0.0
         self.last_refresh_records = 0
         self.records_read = 0
-        self.refresh_errors = 0
         self._initialized = False
         self._watermark: float | None = None  # highest update timestamp read
         self._pruned_before = float("-inf")
@@ -124,18 +121,11 @@ class RunLedger:
 
     def refresh(self) -> None:
         with self._lock:
-            began = time.perf_counter()
-            try:
-                read = self._incremental_read() if self._initialized else self._full_read()
-                self._read_dlq_pipeline()
-                self.freshness = freshness_states(self.instance)
-            except Exception:
-                self.refresh_errors += 1
-                raise
+            read = self._incremental_read() if self._initialized else self._full_read()
+            self._read_dlq_pipeline()
+            self.freshness = freshness_states(self.instance)
             self.last_refresh_records = read
             self.records_read += read
-            self.last_refresh_seconds = time.perf_counter() - began
-            self.last_refresh_at = time.time()
 
     def _full_read(self) -> int:
         cursor, read, latest = None, 0, None

@@ -28,7 +28,6 @@ from nova_jobs.warehouse.active_users import resolve_active_days
 
 log = logging.getLogger(__name__)
 
-SUGGESTED_USERS_KEY = SUGGESTED_USERS.asset_key
 DEFAULT_SHARDS = 4
 
 # Under the k8s executor every shard step is a pod with these requests and limits.
