@@ -25,6 +25,22 @@ from nova_jobs.observability.jobs import JOB_INTERVALS
 from nova_jobs.observability.server import Exporter
 
 
+@dg.op
+def step() -> None:
+    """Nothing: the runs only have to exist and finish."""
+
+
+def empty_job(name: str, partitions_def: dg.PartitionsDefinition | None = None) -> dg.JobDefinition:
+    """A job of one op that does nothing, named `name`: runs that only have to exist and finish
+    (here, and for the tests' sensors and exporter)."""
+
+    @dg.job(name=name, partitions_def=partitions_def)
+    def job() -> None:
+        step()
+
+    return job
+
+
 def seed(instance: dg.DagsterInstance, runs: int, end: datetime, rng: random.Random) -> None:
     from dagster._core.storage.runs.schema import RunsTable, RunTagsTable  # bulk seeding only
 
@@ -78,14 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             timings.append(time.perf_counter() - began)
         print(f"scrape, nothing new: median {sorted(timings)[2] * 1000:.1f} ms ({exporter.ledger.last_refresh_records} runs re-read in the overlap)")
 
-        @dg.op
-        def step() -> None:
-            pass
-
-        @dg.job(name="trending_1h")
-        def trending_1h() -> None:
-            step()
-
+        trending_1h = empty_job("trending_1h")
         for _ in range(50):
             trending_1h.execute_in_process(instance=instance)
         began = time.perf_counter()

@@ -75,17 +75,27 @@ def redis_client(redis_url: str) -> redis_lib.Redis:
     return redis_lib.Redis.from_url(redis_url, decode_responses=True)
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+def _tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """A tansu broker on a free port, logging under a fresh temporary folder, stopped after."""
     with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
         yield broker
 
 
-@pytest.fixture
-def kafka_brokers(kafka_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> str:
-    brokers = f"127.0.0.1:{kafka_broker.port}"
+def _use_broker(broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The broker's address, set as the test's KAFKA_BROKERS."""
+    brokers = f"127.0.0.1:{broker.port}"
     monkeypatch.setenv("KAFKA_BROKERS", brokers)
     return brokers
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    yield from _tansu_broker(tmp_path_factory)
+
+
+@pytest.fixture
+def kafka_brokers(kafka_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _use_broker(kafka_broker, monkeypatch)
 
 
 @pytest.fixture
@@ -96,15 +106,13 @@ def kafka_resource(kafka_brokers: str) -> KafkaResource:
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
     """A broker for one test module alone: its DLQ topics hold only that module's records."""
-    with tansu_process(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
-        yield broker
+    yield from _tansu_broker(tmp_path_factory)
 
 
 @pytest.fixture
 def kafka(own_broker: ManagedProcess, monkeypatch: pytest.MonkeyPatch) -> KafkaResource:
     """The module's own broker, with replays due at once."""
-    brokers = f"127.0.0.1:{own_broker.port}"
-    monkeypatch.setenv("KAFKA_BROKERS", brokers)
+    brokers = _use_broker(own_broker, monkeypatch)
     monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "0")
     return KafkaResource(brokers=brokers)
 

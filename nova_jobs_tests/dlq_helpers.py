@@ -17,28 +17,14 @@ from nova_jobs.deadletter.message import CONTROL_TOPIC, DLQ_TOPIC
 from nova_jobs.deadletter.replay_sensor import ReplayState
 from nova_jobs.lib.timing import iso_z
 from nova_jobs.resources.kafka import KafkaResource
+from nova_jobs_dev.exporter_bench import empty_job
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
 
 
-@dg.op
-def _work() -> None:
-    pass
-
-
-@dg.job(name="plain")
-def plain_job() -> None:
-    _work()
-
-
-@dg.job(name="daily", partitions_def=DAILY)
-def daily_job() -> None:
-    _work()
-
-
-@dg.job(name="other")
-def other_job() -> None:
-    _work()
+plain_job = empty_job("plain")
+daily_job = empty_job("daily", DAILY)
+other_job = empty_job("other")
 
 
 def make_defs(kafka: KafkaResource) -> dg.Definitions:

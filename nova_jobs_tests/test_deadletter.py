@@ -184,6 +184,16 @@ def replay_tick(defs, instance, kafka_resource, cursor):
     return sensor(context)
 
 
+def fail_and_publish(trending_1h_job, redis_resource, kafka_resource, instance):
+    """A trending_1h run failed on a ClickHouse nobody listens on, published by the failure
+    sensor: (a replay cursor from just before it, the definitions it ran in, its result)."""
+    start = cursor_at_end(kafka_resource)
+    defs = make_defs(trending_1h_job, closed_clickhouse(), redis_resource, kafka_resource)
+    failed = run_job(defs, instance)
+    failure_tick(defs, instance, kafka_resource)
+    return start, defs, failed
+
+
 def control_decisions(kafka_resource, run_id) -> list[dict]:
     records, _ = read_topics(kafka_resource, [CONTROL_TOPIC])
     decisions = [json.loads(r.value) for r in records]
@@ -194,10 +204,7 @@ def test_replay_after_the_fault_is_removed_keeps_the_correlation_id(
     trending_1h_job, clickhouse, redis_resource, redis_client, kafka_resource, instance, monkeypatch
 ):
     monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "0")
-    start = cursor_at_end(kafka_resource)
-    broken = make_defs(trending_1h_job, closed_clickhouse(), redis_resource, kafka_resource)
-    failed = run_job(broken, instance)
-    failure_tick(broken, instance, kafka_resource)
+    start, _, failed = fail_and_publish(trending_1h_job, redis_resource, kafka_resource, instance)
 
     # The fault is removed: ClickHouse is back.
     fixed = make_defs(trending_1h_job, clickhouse, redis_resource, kafka_resource)
@@ -221,10 +228,7 @@ def test_replay_after_the_fault_is_removed_keeps_the_correlation_id(
 
 def test_a_transient_failure_waits_for_its_cooldown(trending_1h_job, redis_resource, kafka_resource, instance, monkeypatch):
     monkeypatch.setenv("NOVA_DLQ_REPLAY_COOLDOWN_SECONDS", "3600")
-    start = cursor_at_end(kafka_resource)
-    defs = make_defs(trending_1h_job, closed_clickhouse(), redis_resource, kafka_resource)
-    failed = run_job(defs, instance)
-    failure_tick(defs, instance, kafka_resource)
+    start, defs, failed = fail_and_publish(trending_1h_job, redis_resource, kafka_resource, instance)
     tick = replay_tick(defs, instance, kafka_resource, start)
     assert tick.run_requests == []
     state = ReplayState.load(tick.cursor)

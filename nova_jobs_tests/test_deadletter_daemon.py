@@ -10,6 +10,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -34,6 +38,56 @@ with ClickHouseResource(url=sys.argv[1], database=sys.argv[2]).get_client() as c
 """
 
 
+@dataclass(frozen=True)
+class DaemonStack:
+    """Where a daemon test's servers and Dagster home are."""
+
+    home: Path
+    chdb_url: str
+    redis_url: str
+    brokers: str
+
+    def env(self, database: str, **extra: str) -> dict[str, str]:
+        """What the daemon and the operator's commands run with: this stack, `database`, and `extra`."""
+        return {"DAGSTER_HOME": str(self.home), "CLICKHOUSE_URL": self.chdb_url, "CLICKHOUSE_DATABASE": database,
+                "REDIS_URL": self.redis_url, "KAFKA_BROKERS": self.brokers, "MAX_CONCURRENT_JOBS": "5", **extra}
+
+
+@contextmanager
+def daemon_stack(project_root: Path, tmp_path: Path) -> Iterator[DaemonStack]:
+    """A DAGSTER_HOME holding the project's dagster.yaml, a chdb store path (nothing opens it
+    yet), and a redis-server and tansu broker of the test's own, stopped after."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(project_root / "dagster.yaml", home / "dagster.yaml")
+    chdb_url = f"chdb://{tmp_path / 'chdb' / 'store'}"
+    with redis_process(data_dir=tmp_path / "redis") as redis_server, tansu_process(log_path=tmp_path / "tansu.log") as broker:
+        yield DaemonStack(home, chdb_url, f"redis://127.0.0.1:{redis_server.port}/0", f"127.0.0.1:{broker.port}")
+
+
+@contextmanager
+def running_daemon(project_root: Path, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` on the project's workspace, with `env` over this process's
+    environment and its output in `log_path`; its process group is stopped after."""
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen(
+            [str(project_root / ".venv" / "bin" / "dagster-daemon"), "run", "-w", str(project_root / "workspace.yaml")],
+            cwd=project_root, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=default_signals, start_new_session=True,
+        )
+        try:
+            yield daemon
+        finally:
+            stop_process_group(daemon)
+
+
+def create_tables(project_root: Path, env: dict[str, str]) -> None:
+    """The operator's fix: the contract's source tables in `env`'s ClickHouse database, created
+    in a process of its own (one process can open one chdb path)."""
+    subprocess.run([sys.executable, "-c", CREATE_TABLES, env["CLICKHOUSE_URL"], env["CLICKHOUSE_DATABASE"]],
+                   check=True, cwd=project_root, env={**os.environ, **env}, timeout=150)
+
+
 def wait_for(what: str, check, timeout: float, daemon: subprocess.Popen):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,30 +110,11 @@ def dead_trending_runs(kafka: KafkaResource) -> list[dict]:
 
 
 def test_daemon_schedules_publishes_and_replays(project_root, tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(project_root / "dagster.yaml", home / "dagster.yaml")
-    chdb_url = f"chdb://{tmp_path / 'chdb' / 'store'}"
-    with redis_process(data_dir=tmp_path / "redis") as redis_server, tansu_process(log_path=tmp_path / "tansu.log") as broker:
-        brokers = f"127.0.0.1:{broker.port}"
+    with daemon_stack(project_root, tmp_path) as stack:
+        brokers = stack.brokers
         kafka = KafkaResource(brokers=brokers)
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "CLICKHOUSE_URL": chdb_url,
-            "CLICKHOUSE_DATABASE": DATABASE,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-            "KAFKA_BROKERS": brokers,
-            "MAX_CONCURRENT_JOBS": "5",
-            "NOVA_DLQ_REPLAY_COOLDOWN_SECONDS": "0",
-        }
-        log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
-        daemon = subprocess.Popen(
-            [str(project_root / ".venv" / "bin" / "dagster-daemon"), "run", "-w", str(project_root / "workspace.yaml")],
-            cwd=project_root, env=env, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=default_signals, start_new_session=True,
-        )
-        try:
+        env = stack.env(DATABASE, NOVA_DLQ_REPLAY_COOLDOWN_SECONDS="0")
+        with running_daemon(project_root, env, tmp_path / "daemon.log") as daemon:
             # The schedule's run finds no database: a permanent failure, published once.
             [dead] = wait_for("trending_1h in jobs-dlq", lambda: dead_trending_runs(kafka)[:1], 150, daemon)
             assert dead["kind"] == "permanent"
@@ -87,11 +122,10 @@ def test_daemon_schedules_publishes_and_replays(project_root, tmp_path):
             assert DATABASE in dead["error"]
 
             # The operator creates the tables and asks for a replay.
-            subprocess.run([sys.executable, "-c", CREATE_TABLES, chdb_url, DATABASE], check=True, cwd=project_root,
-                           env=env, timeout=150)
+            create_tables(project_root, env)
             assert cli_main(["dlq", "replay", dead["correlation_id"], "--brokers", brokers]) == 0
 
-            instance = dg.DagsterInstance.from_config(str(home))
+            instance = dg.DagsterInstance.from_config(str(stack.home))
 
             def replay_succeeded():
                 runs = instance.get_runs(filters=dg.RunsFilter(tags={REPLAY_OF_TAG: dead["run_id"]}))
@@ -118,6 +152,3 @@ def test_daemon_schedules_publishes_and_replays(project_root, tmp_path):
 
             # Once the warehouse is there, the next scheduled run succeeds too.
             wait_for("a scheduled trending_1h success", scheduled_success, 90, daemon)
-        finally:
-            stop_process_group(daemon)
-            log.close()

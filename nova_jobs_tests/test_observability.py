@@ -28,6 +28,7 @@ from nova_jobs.observability.jobs import JOB_INTERVALS
 from nova_jobs.observability.server import Exporter
 from nova_jobs.trending.assets import build_trending_asset
 from nova_jobs.trending.windows import WINDOWS
+from nova_jobs_dev.exporter_bench import empty_job
 from nova_jobs_tests.conftest import insert_rows, stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -528,14 +529,7 @@ def test_half_sent_requests_cost_no_thread_and_are_closed_by_the_read_timeout(in
 
 
 def test_a_flood_of_requests_reads_the_instance_at_most_once_per_interval(instance):
-    @dg.op
-    def step() -> None:
-        pass
-
-    @dg.job(name="trending_1h")
-    def trending_1h() -> None:
-        step()
-
+    trending_1h = empty_job("trending_1h")
     for _ in range(3):
         assert trending_1h.execute_in_process(instance=instance).success
     served = Served(Exporter(instance))  # the default interval: 5 s

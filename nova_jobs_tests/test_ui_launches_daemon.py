@@ -6,10 +6,6 @@ no two warehouse runs ever overlap; the exporter's ledger counts them all as `tr
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -20,14 +16,12 @@ from nova_jobs.deadletter.kafka_io import read_topics
 from nova_jobs.cli import main as cli_main
 from nova_jobs.deadletter.message import DLQ_TOPIC
 from nova_jobs.lib.tags import REPLAY_OF_TAG
-from nova_jobs_dev.localstack import default_signals, redis_process, tansu_process
 from nova_jobs.catalog import CACHE_JOBS, TRENDING_1H
 from nova_jobs.observability.freshness import freshness_states
 from nova_jobs.observability.health import health_report
 from nova_jobs.observability.ledger import RunLedger
 from nova_jobs.resources.kafka import KafkaResource
-from nova_jobs_tests.test_deadletter_daemon import CREATE_TABLES, wait_for
-from nova_jobs_tests.conftest import stop_process_group
+from nova_jobs_tests.test_deadletter_daemon import create_tables, daemon_stack, running_daemon, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,19 +45,10 @@ def backfill(context, partitions: list[str]) -> str:
 
 
 def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(project_root / "dagster.yaml", home / "dagster.yaml")
-    chdb_url = f"chdb://{tmp_path / 'chdb' / 'store'}"
-    with redis_process(data_dir=tmp_path / "redis") as redis_server, tansu_process(log_path=tmp_path / "tansu.log") as broker:
-        brokers = f"127.0.0.1:{broker.port}"
-        env = {
-            "DAGSTER_HOME": str(home), "CLICKHOUSE_URL": chdb_url, "CLICKHOUSE_DATABASE": DATABASE,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0", "KAFKA_BROKERS": brokers,
-            "MAX_CONCURRENT_JOBS": "5",
-            # The freshness daemon evaluates every second instead of every 30 s.
-            "FRESHNESS_DAEMON_INTERVAL_SECONDS": "1",
-        }
+    with daemon_stack(project_root, tmp_path) as stack:
+        brokers = stack.brokers
+        # The freshness daemon evaluates every second instead of every 30 s.
+        env = stack.env(DATABASE, FRESHNESS_DAEMON_INTERVAL_SECONDS="1")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.chdir(project_root)
@@ -77,13 +62,7 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
             [failing] = materialize_assets(context, [HISTORY], partition_keys=[FAILED_HOUR])
             failed_run_id = failing.data["launchPipelineExecution"]["run"]["runId"]
 
-            log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
-            daemon = subprocess.Popen(
-                [str(project_root / ".venv" / "bin" / "dagster-daemon"), "run", "-w", str(project_root / "workspace.yaml")],
-                cwd=project_root, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=default_signals, start_new_session=True,
-            )
-            try:
+            with running_daemon(project_root, env, tmp_path / "daemon.log") as daemon:
                 # No source tables yet: the run fails for good and reaches the DLQ as trending_history.
                 def dead_message():
                     records, _ = read_topics(KafkaResource(brokers=brokers), [DLQ_TOPIC])
@@ -95,8 +74,7 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
                 assert dead["context"]["asset_selection"] == ["warehouse/trending_history"]
                 assert dead["context"]["launched_as"] == "__ASSET_JOB"
 
-                subprocess.run([sys.executable, "-c", CREATE_TABLES, chdb_url, DATABASE], check=True,
-                               cwd=project_root, env={**os.environ, **env}, timeout=150)
+                create_tables(project_root, env)
                 single = backfill(context, SINGLE_RUN)
                 multi = backfill(context, MULTI_RUN)
                 reexecuted = execute_dagster_graphql(context, LAUNCH_PIPELINE_REEXECUTION_MUTATION, variables={
@@ -129,9 +107,6 @@ def test_ui_launched_runs_are_limited_dead_lettered_and_counted(project_root, tm
                     return states if states.get("trending_1h") == "PASS" and len(states) == len(CACHE_JOBS) else None
 
                 states = wait_for("the freshness daemon's states", freshness_recorded, 120, daemon)
-            finally:
-                stop_process_group(daemon)
-                log.close()
 
         assert replay.status == dg.DagsterRunStatus.SUCCESS
         assert (replay.job_name, replay.tags["dagster/partition"]) == ("trending_history", FAILED_HOUR)

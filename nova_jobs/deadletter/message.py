@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from nova_jobs.lib.asset_jobs import asset_selection_of, is_internal_job, nova_job_of, partition_scope
 from nova_jobs.lib.errors import classify_error_info, classify_links, error_info_chain, root_link
@@ -70,44 +70,50 @@ MAX_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[!-~]+$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Version = Annotated[int, Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]  # strict: True is not 1
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+ClassName = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+
+
+def _aware_timestamp(value: str) -> str:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    # Far-off years would overflow the cool-down arithmetic.
+    if not MIN_TIME <= moment < MAX_TIME:
+        raise ValueError(f"timestamp outside {MIN_TIME.year}-{MAX_TIME.year - 1}")
+    return value
+
+
+Timestamp = Annotated[str, StringConstraints(max_length=64), AfterValidator(_aware_timestamp)]
 
 
 class MalformedMessage(ValueError):
     """A record on the DLQ topic that is not a message of the contract."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DlqMessage:
-    job_name: str
-    error: str
-    error_class: str
-    kind: str
-    timestamp: str
-    retry_count: int
-    correlation_id: str
-    run_id: str
-    partition_key: str | None = None
+    """A message of the contract, its fields in the contract's order. Each field's type is also
+    what a record read back must hold: `parse_message` checks records against `_Schema`, the
+    pydantic model derived from these fields."""
+
+    schema_version: Version = SCHEMA_VERSION
+    job_name: Name
+    error: Text = ""
+    error_class: ClassName = ""
+    kind: Literal["transient", "permanent"]
+    timestamp: Timestamp
+    retry_count: Count = 0
+    correlation_id: Label
+    run_id: Name
+    partition_key: Label | None = None
     context: dict[str, Any] = field(default_factory=dict)
-    replay_of: str | None = None
-    replay_attempt: int = 0
-    schema_version: int = SCHEMA_VERSION
+    replay_of: Name | None = None
+    replay_attempt: Count = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "job_name": self.job_name,
-            "error": self.error,
-            "error_class": self.error_class,
-            "kind": self.kind,
-            "timestamp": self.timestamp,
-            "retry_count": self.retry_count,
-            "correlation_id": self.correlation_id,
-            "run_id": self.run_id,
-            "partition_key": self.partition_key,
-            "context": self.context,
-            "replay_of": self.replay_of,
-            "replay_attempt": self.replay_attempt,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def encode(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=False).encode("utf-8")
@@ -117,36 +123,24 @@ class DlqMessage:
         return datetime.fromisoformat(self.timestamp.replace("Z", "+00:00"))
 
 
-class _Schema(BaseModel):
-    """The contract's message, as read back: strict types (no "3" for 3), bounded sizes, a
-    timestamp with its zone. Extra fields are allowed (the contract may grow)."""
+def _read_back_model() -> type[BaseModel]:
+    """The contract's message, as read back: DlqMessage's fields, types and defaults, strict (no
+    "3" for 3), frozen; extra fields are ignored (the contract may grow). A message built here is
+    of this version; a record read back must say which it is: `schema_version` has no default."""
+    hints = get_type_hints(DlqMessage, include_extras=True)
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    def read_back(f: Any) -> tuple[Any, Any]:
+        if f.name == "schema_version" or (f.default is MISSING and f.default_factory is MISSING):
+            return hints[f.name], ...
+        if f.default is MISSING:
+            return hints[f.name], Field(default_factory=f.default_factory)
+        return hints[f.name], f.default
 
-    schema_version: Annotated[int, Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]  # strict: True is not 1
-    job_name: Name
-    error: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)] = ""
-    error_class: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = ""
-    kind: Literal["transient", "permanent"]
-    timestamp: Annotated[str, StringConstraints(max_length=64)]
-    retry_count: Count = 0
-    correlation_id: Label
-    run_id: Name
-    partition_key: Label | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    replay_of: Name | None = None
-    replay_attempt: Count = 0
+    config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    return create_model("_Schema", __config__=config, **{f.name: read_back(f) for f in fields(DlqMessage)})
 
-    @field_validator("timestamp")
-    @classmethod
-    def _aware_timestamp(cls, value: str) -> str:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            raise ValueError("timestamp has no time zone")
-        # Far-off years would overflow the cool-down arithmetic.
-        if not MIN_TIME <= moment < MAX_TIME:
-            raise ValueError(f"timestamp outside {MIN_TIME.year}-{MAX_TIME.year - 1}")
-        return value
+
+_Schema = _read_back_model()
 
 
 def _bounded_int(text: str) -> int:
@@ -232,20 +226,7 @@ def parse_message(value: Any) -> DlqMessage:
         raise MalformedMessage(_explain(error)) from None
     except (RecursionError, ValueError, TypeError) as error:
         raise MalformedMessage(f"invalid: {type(error).__name__}") from None
-    return DlqMessage(
-        job_name=valid.job_name,
-        error=valid.error,
-        error_class=valid.error_class,
-        kind=valid.kind,
-        timestamp=valid.timestamp,
-        retry_count=valid.retry_count,
-        correlation_id=valid.correlation_id,
-        run_id=valid.run_id,
-        partition_key=valid.partition_key,
-        context=dict(valid.context),
-        replay_of=valid.replay_of,
-        replay_attempt=valid.replay_attempt,
-    )
+    return DlqMessage(**dict(valid))
 
 
 def published_marker(run_id: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ is exactly the contract's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from nova_jobs.catalog import SUGGESTED_USERS
 from nova_jobs.lib.settings import setting_int
@@ -32,12 +32,7 @@ class SuggestionCaps:
     popular_pool: int = 10_000
 
     def params(self) -> dict[str, int]:
-        return {
-            "per_user": self.per_user,
-            "max_followees": self.max_followees,
-            "max_per_followee": self.max_per_followee,
-            "popular_pool": self.popular_pool,
-        }
+        return asdict(self)
 
 
 def resolve_caps(
