@@ -107,7 +107,8 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
     # A job's first (and only) step in its process imports and opens the clients; the floor's does nothing.
     assert runs["nothing"][0]["steps_s"] < min(runs["trending_1h"][0]["steps_s"], runs["cache_warmer"][0]["steps_s"])
     for row in section["rows"]:
-        assert row["total_min_s"] <= row["total_s"] <= row["total_max_s"]
+        assert row["run_min_s"] <= row["run_s"] <= row["run_max_s"]
+    assert section["queue_all_s"]["runs"] == 3
     assert section["rows"][0]["run_vs_floor"] == 1.0
     text = (results / saved.name.replace(".json", ".txt")).read_text()
     assert "Whole run as a schedule runs it" in text and "trending_1h" in text
