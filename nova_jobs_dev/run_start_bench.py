@@ -207,9 +207,10 @@ def wait_until(what: str, check, timeout: float, daemon: Daemon, poll: float = 0
 
 
 def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOBS, workdir: Path | None = None,
-            run_timeout: float = 180.0, seed: int = 7) -> dict:
-    """`runs` measured rounds (after one warm-up) of the floor and each job, submitted one at a
-    time to a real queued coordinator and daemon on the data in `store` (a chdb path)."""
+            run_timeout: float = 180.0, seed: int = 7, dequeue_interval: int | None = None) -> dict:
+    """`runs` measured rounds (after a warm-up) of the floor and each job, submitted one at a
+    time to a real queued coordinator and daemon on the data in `store` (a chdb path).
+    `dequeue_interval`: an experiment, the repo's dagster.yaml with another dequeue interval."""
     from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
@@ -225,6 +226,12 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
         home = tmp_path / "dagster_home"
         home.mkdir()
         shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        if dequeue_interval is not None:
+            import yaml
+
+            config = yaml.safe_load((home / "dagster.yaml").read_text())
+            config["run_coordinator"].setdefault("config", {})["dequeue_interval_seconds"] = dequeue_interval
+            (home / "dagster.yaml").write_text(yaml.safe_dump(config))
         server = stack.enter_context(redis_process(data_dir=tmp_path / "redis"))
         env = {
             "DAGSTER_HOME": str(home), "CLICKHOUSE_URL": f"chdb://{store}", "CLICKHOUSE_DATABASE": DATABASE,
@@ -320,10 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50_000, help="users in the generated data set (50,000)")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per job after a warm-up (3)")
     parser.add_argument("--workdir", type=Path, default=Path(".nova/bench"))
+    parser.add_argument("--store", type=Path, help="an existing data set (chdb path) instead of generating one")
+    parser.add_argument("--dequeue-interval", type=int,
+                        help="experiment: the repo's dagster.yaml with this dequeue_interval_seconds")
     args = parser.parse_args(argv)
-    store = (args.workdir / "run-start" / "store").resolve()
-    ensure_data(store, args.users)
-    print("\n" + report(measure(store, args.runs, workdir=args.workdir)))
+    store = args.store
+    if store is None:
+        store = (args.workdir / "run-start" / "store").resolve()
+        ensure_data(store, args.users)
+    print("\n" + report(measure(store, args.runs, workdir=args.workdir, dequeue_interval=args.dequeue_interval)))
     return 0
 
 
