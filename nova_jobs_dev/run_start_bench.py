@@ -3,6 +3,7 @@ instance: queued, dequeued by a real `dagster-daemon`, started as a fresh proces
 run launcher, run, finished.
 
     python -m nova_jobs_dev.run_start_bench --users 50000 --runs 5
+    python -m nova_jobs_dev.run_start_bench --store .nova/bench/demo/store --dequeue-interval 1   # an experiment
     python -m nova_jobs_dev.bench --only run-start --scale small     # the same, as a section of `make bench`
 
 A temporary DAGSTER_HOME gets the repo's `dagster.yaml` as it is (Nova's queued run coordinator,
@@ -24,10 +25,10 @@ Per run, from the run record (`create_timestamp`, `start_time`, `end_time`) and 
   when it dequeues the run, right before launching it: waiting for its next pass (every
   `dequeue_interval_seconds`, 5 by default, so ~2.5 s on average) and the pass itself;
 - `start_s`: RUN_STARTING -> RUN_START (the record's `start_time`), the run process's start, in
-  two parts: `spawn_s`, until the process's first event ("Started process for run"): the launch
-  call to the daemon's code server, which spawns a fresh interpreter that imports Dagster and
-  opens the instance; `load_s`, from there to RUN_START: importing the code location
-  (`nova_jobs.definitions`), building the job and its execution plan;
+  two parts: `spawn_s`, until the process's first event ("Started process for run"): the
+  daemon's launch call to the code server, which spawns a fresh interpreter that imports Dagster
+  and opens the instance; `load_s`, from there to RUN_START: importing the code location
+  (`nova_jobs.definitions`) and the instance's log handlers, building the job and its plan;
 - `steps_s`: the first STEP_START -> the last step's end (for Nova's jobs the asset's one step,
   which also yields its checks' results);
 - `around_s`: the run's own work outside its steps (executor and resource setup, logs captured,
@@ -37,11 +38,11 @@ Per run, from the run record (`create_timestamp`, `start_time`, `end_time`) and 
 
 Rounds run the floor and each job one after another (one run at a time: the embedded store and
 the `nova/warehouse` tag limit would queue them anyway), after a warm-up that is not measured: a
-run of `trending_24h` (the code location's first launch, the store's caches, and the 24h trending
-list, which the warmer reads from Redis as on schedule). The medians of each column are shown, with the spread (min-max)
-of `run_s`; the queue wait, which does not depend on the job, is also pooled over every run. Each
-run is a fresh process, so its step pays what a warm in-process run does not:
-the ClickHouse and Redis clients' imports and, with the embedded store, chdb's start.
+run of `trending_24h` (the code location's first launch, the store's caches, and the 24h
+trending list, which the warmer reads from Redis as on schedule). The medians of each column are
+shown, with the spread (min-max) of `run_s`; the queue wait, which does not depend on the job, is
+also pooled over every run. Each run is a fresh process, so its step pays what a warm in-process
+run does not: the ClickHouse and Redis clients' imports and, with the embedded store, chdb's start.
 
 This module is also a code location (the floor), so at import it needs nothing but Dagster.
 """
