@@ -16,17 +16,25 @@ fresh embedded store under `.nova/bench`, starts its own redis-server and, per j
   one-asset job that does nothing, run the same way, each of its runs right before one of the
   job's); `vs_limit` = job_s / limit_s.
 
-A run started by the daemon also starts a process (`dagster job execute`, ~3 s here) that
-neither side pays. `--caps-study` (on by default) then ranks a sample of active users with the
+The caps study (`--caps-sample`, on by default) then ranks a sample of active users with the
 default fan-out caps, tighter caps, and none. Everything printed is saved under `bench-results/`.
+
+Sections (`--only`, comma-separated; all three by default):
+- `import`: what every run process pays first, `import nova_jobs.definitions` beside
+  `import dagster`, a median of fresh processes (`nova_jobs_dev/import_bench.py`);
+- `jobs`: the above, in process;
+- `run-start`: the every-minute jobs (`trending_1h`, `cache_warmer`) run as a schedule runs them,
+  next to Dagster's floor in the same instance: queued by the repo's run coordinator, dequeued by
+  a real `dagster-daemon`, started as a fresh process by the default run launcher; queue wait,
+  process start (to RUN_START), steps and total from the run records, median of
+  `--run-start-runs` (`nova_jobs_dev/run_start_bench.py`). On the first shape's data when `jobs`
+  ran, else on a `demo` data set of `--users` generated for it.
 
     python -m nova_jobs_dev.bench                          # 1,000,000 users per shape
     python -m nova_jobs_dev.bench --users 300000 --repeat 3
     python -m nova_jobs_dev.bench --scale small            # 50,000 users
     python -m nova_jobs_dev.bench --only import            # the code location's import time alone
-
-Before the jobs it measures what every run process pays first: `import nova_jobs.definitions`
-beside `import dagster`, a median of fresh processes (`nova_jobs_dev/import_bench.py`).
+    python -m nova_jobs_dev.bench --only run-start --scale small
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ from nova_jobs.resources.clickhouse import ClickHouseResource
 from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps, follows_source, lists_sql
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
-from nova_jobs_dev import import_bench
+from nova_jobs_dev import import_bench, run_start_bench
 from nova_jobs_dev.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
 from nova_jobs_dev.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
 from nova_jobs_dev.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
@@ -66,6 +74,16 @@ from nova_jobs_dev.demo.generate import SHAPES, generate_demo
 from nova_jobs_dev.localstack import redis_process
 
 SCALES = {"small": 50_000, "default": 1_000_000}
+SECTIONS = ("import", "jobs", "run-start")
+
+
+def sections(value: str) -> list[str]:
+    """`--only`: one section or several, comma-separated."""
+    chosen = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [part for part in chosen if part not in SECTIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {unknown or value!r}; known: {', '.join(SECTIONS)}")
+    return chosen
 DATABASE = "nova"
 ACTIVE_DAYS = 7
 UNCAPPED = 10**9
@@ -347,30 +365,77 @@ def main(argv: list[str] | None = None) -> int:
                         help="caps study on 1 in N active users of the first shape (20); 0 skips the study")
     parser.add_argument("--workdir", type=Path, default=Path(".nova/bench"))
     parser.add_argument("--results", type=Path, default=Path("bench-results"), help="where the output is saved")
-    parser.add_argument("--only", choices=["import", "jobs"],
-                        help="one section: the code location's import time, or the jobs (default: both)")
+    parser.add_argument("--only", type=sections, default=list(SECTIONS), metavar="SECTION[,SECTION]",
+                        help=f"sections to run, comma-separated: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--import-samples", type=int, default=7, help="fresh processes per import (7)")
+    parser.add_argument("--run-start-runs", type=int, default=3,
+                        help="measured runs per job in the run-start section, after a warm-up (3)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
+    text_parts: list[str] = []
+    saved: dict = {}
     imports = None
-    if args.only != "jobs":
+    if "import" in args.only:
         # First, before the data sets load the machine: what every run process pays at start.
         imports = import_bench.measure(args.import_samples)
         print(import_bench.report(imports), flush=True)
-        if args.only == "import":
-            return 0
+        text_parts.append(import_bench.report(imports))
+    saved["import"] = imports
     users = args.users or SCALES[args.scale]
     shapes = [shape.strip() for shape in args.shapes.split(",") if shape.strip()]
     unknown = [shape for shape in shapes if shape not in SHAPES]
     if unknown:
         parser.error(f"unknown shape(s) {unknown}; known: {list(SHAPES)}")
-    started = time.perf_counter()
     results: list[dict] = []
     study: list[dict] = []
-    for index, shape in enumerate(shapes):
-        shape_results, shape_study = bench_shape(shape, users, args.feed_users, args.repeat, args.workdir,
-                                                 args.caps_sample if index == 0 else 0)
-        results += shape_results
-        study += shape_study
+    if "jobs" in args.only:
+        for index, shape in enumerate(shapes):
+            shape_results, shape_study = bench_shape(shape, users, args.feed_users, args.repeat, args.workdir,
+                                                     args.caps_sample if index == 0 else 0)
+            results += shape_results
+            study += shape_study
+        text_parts.append(jobs_text(results, study, users, args))
+    saved.update({"jobs": results, "caps": study})
+    if "run-start" in args.only:
+        if "jobs" in args.only:
+            store, shape = (args.workdir / shapes[0]).resolve() / "store", shapes[0]
+        else:
+            store, shape = (args.workdir / "run-start").resolve() / "store", "demo"
+            run_start_bench.ensure_data(store, users, shape)
+        run_start = run_start_bench.measure(store, args.run_start_runs, workdir=args.workdir)
+        run_start.update({"shape": shape, "users": users})
+        with_limits(run_start["rows"], [row for row in results if row["shape"] == shape], args.feed_users,
+                    run_start["queue_all_s"]["median"])
+        text_parts.append(f"[{shape} data, {users:,} users] " + run_start_bench.report(run_start))
+        saved["run_start"] = run_start
+    if args.only == ["import"]:
+        return 0
+    text = "\n\n".join(text_parts)
+    text += f"\n\nbench wall time {time.perf_counter() - started:.0f} s; python {sys.version.split()[0]}"
+    print("\n" + text)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (args.results / f"bench-{users}-{stamp}.txt").write_text(text + "\n")
+    (args.results / f"bench-{users}-{stamp}.json").write_text(json.dumps(saved, indent=1))
+    return 0
+
+
+def with_limits(rows: list[dict], jobs: list[dict], feed_users: int, queue_s: float) -> None:
+    """The run-start rows' limit, when the jobs section measured their plain formulations on the
+    same data: the floor's run (from the dequeue) + plain query + bare Redis write. run_vs_limit =
+    run / limit; vs_limit adds the pooled queue wait `queue_s` to both sides (the whole run)."""
+    plain = {row["job"]: row["plain_s"] + row["bare_redis_s"] for row in jobs}
+    plain["cache_warmer"] = plain.pop(f"cache_warmer ({1000:,})", None) if feed_users == 1000 else None
+    floor = rows[0]
+    if not all(plain.get(row["job"]) is not None for row in rows[1:]):
+        return
+    for row in rows:
+        row["limit_s"] = floor["run_s"] + (plain[row["job"]] if row is not floor else 0.0)
+        row["run_vs_limit"] = row["run_s"] / row["limit_s"]
+        row["vs_limit"] = (queue_s + row["run_s"]) / (queue_s + row["limit_s"])
+
+
+def jobs_text(results: list[dict], study: list[dict], users: int, args: argparse.Namespace) -> str:
     text = format_table(results, (
         f"Nova Jobs bench: {users:,} users per shape, median of {args.repeat} warm runs; seconds. job_s = the whole "
         "job as scheduled (in process); limit_s = plain formulation + bare Redis write + Dagster's floor"
@@ -380,15 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Fan-out caps: recall of the exact (uncapped) top {SuggestionCaps().per_user} on 1 in "
             f"{args.caps_sample} active users, and query time"
         ))
-    if imports:
-        text = import_bench.report(imports) + "\n\n" + text
-    text += f"\n\nbench wall time {time.perf_counter() - started:.0f} s; python {sys.version.split()[0]}"
-    print("\n" + text)
-    args.results.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    (args.results / f"bench-{users}-{stamp}.txt").write_text(text + "\n")
-    (args.results / f"bench-{users}-{stamp}.json").write_text(json.dumps({"jobs": results, "caps": study, "import": imports}, indent=1))
-    return 0
+    return text
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`make bench` at a tiny scale, in its own process and store: every job of the two data shapes
 is run as scheduled, its plain formulation agrees with what it wrote (the bench refuses to print
-a figure otherwise), the limits come out with their parts, and the output is saved."""
+a figure otherwise), the limits come out with their parts, and the output is saved; the
+run-start section times runs a real daemon launches, next to the floor."""
 
 import json
 import subprocess
@@ -16,7 +17,7 @@ JOBS = ["trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_
 def test_bench_runs_every_job_of_both_shapes_against_its_plain_formulation(tmp_path, project_root):
     results = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "nova_jobs_dev.bench", "--users", "1500", "--feed-users", "200", "--repeat", "1",
+        [sys.executable, "-m", "nova_jobs_dev.bench", "--only", "import,jobs", "--users", "1500", "--feed-users", "200", "--repeat", "1",
          "--caps-sample", "2", "--import-samples", "1", "--workdir", str(tmp_path / "work"), "--results", str(results)],
         cwd=project_root, capture_output=True, text=True, timeout=600,
     )
@@ -72,3 +73,65 @@ def test_the_heavy_shape_has_a_heavier_tailed_out_degree(clickhouse):
     assert degrees["heavy"][0] > 1.5 * degrees["demo"][0]  # the 99.9th percentile of who-follows-how-many
     assert degrees["heavy"][1] >= 300  # some follow hundreds
     assert degrees["heavy_top"] > degrees["demo_top"]  # very popular accounts
+
+
+@pytest.mark.slow
+def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path, project_root):
+    """`--only run-start` at a tiny scale: every run went through the queue, the daemon and a
+    fresh process, and its parts add up to its total."""
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "nova_jobs_dev.bench", "--only", "run-start", "--users", "1500",
+         "--run-start-runs", "1", "--workdir", str(tmp_path / "work"), "--results", str(results)],
+        cwd=project_root, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [saved] = results.glob("bench-1500-*.json")
+    report = json.loads(saved.read_text())
+    assert report["jobs"] == [] and report["import"] is None
+    section = report["run_start"]
+    interval = section["dequeue_interval_s"]
+    assert interval == 5  # dagster.yaml leaves Dagster's default
+    assert [row["job"] for row in section["rows"]] == ["floor (one asset, does nothing)", "trending_1h", "cache_warmer"]
+    runs = section["all_runs"]
+    assert set(runs) == {"nothing", "trending_1h", "cache_warmer"}
+    for job, measured in runs.items():
+        [run] = measured
+        assert all(value >= 0 for value in run.values()), (job, run)
+        assert run["queue_s"] + run["start_s"] + run["steps_s"] + run["around_s"] == pytest.approx(run["total_s"])
+        assert run["spawn_s"] + run["load_s"] == pytest.approx(run["start_s"])
+        assert run["run_s"] == pytest.approx(run["total_s"] - run["queue_s"])
+        # Dequeued at the daemon's next pass; a fresh interpreter importing Dagster takes a while.
+        assert run["queue_s"] < interval + 15, (job, run)
+        assert run["start_s"] > 0.3 and run["steps_s"] > 0, (job, run)
+    # A job's first (and only) step in its process imports and opens the clients; the floor's does nothing.
+    assert runs["nothing"][0]["steps_s"] < min(runs["trending_1h"][0]["steps_s"], runs["cache_warmer"][0]["steps_s"])
+    for row in section["rows"]:
+        assert row["run_min_s"] <= row["run_s"] <= row["run_max_s"]
+    assert section["queue_all_s"]["runs"] == 3
+    assert section["rows"][0]["run_vs_floor"] == 1.0
+    text = (results / saved.name.replace(".json", ".txt")).read_text()
+    assert "Whole run as a schedule runs it" in text and "trending_1h" in text
+
+
+def test_run_timings_refuses_a_run_that_no_daemon_launched():
+    """An in-process run has no dequeue and no process of its own: there is nothing to split."""
+    import dagster as dg
+
+    from nova_jobs_dev.run_start_bench import defs, run_timings
+
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("nothing").execute_in_process(instance=instance)
+        with pytest.raises(RuntimeError, match="lacks a mark"):
+            run_timings(instance, result.run_id)
+
+
+def test_only_takes_one_section_or_several():
+    import argparse
+
+    from nova_jobs_dev.bench import sections
+
+    assert sections("import") == ["import"]
+    assert sections("jobs, run-start") == ["jobs", "run-start"]
+    with pytest.raises(argparse.ArgumentTypeError, match="runstart"):
+        sections("import,runstart")
