@@ -284,18 +284,22 @@ def test_cache_checks_pass_on_a_real_refresh_and_fail_when_the_list_is_too_long(
     assets = [build_trending_asset(WINDOWS["1h"])]
     resources = {"clickhouse": three_trending_posts, "redis": redis_resource}
     result = dg.materialize(assets, resources=resources)
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {"json_valid", "ranked", "no_duplicates", "at_most_k"}
-    assert all(e.passed for e in evaluations.values())
-    assert evaluations["ranked"].metadata["entries_checked"].value == 3
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed) == ("contents", True)
+    assert evaluation.metadata["entries_checked"].value == 3
+    assert all(evaluation.metadata[f"{aspect}_problems"].value == 0
+               for aspect in ("json_valid", "ranked", "no_duplicates", "at_most_k"))
 
     # A run configured for 3 entries while the deployment's K is 2.
     monkeypatch.setenv("TRENDING_TOPK", "2")
     result = dg.materialize(assets, resources=resources, run_config={"ops": {"cache__trending_1h": {"config": {"top_k": 3}}}})
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert not evaluations["at_most_k"].passed
-    assert evaluations["at_most_k"].severity == dg.AssetCheckSeverity.ERROR
-    assert evaluations["json_valid"].passed and evaluations["ranked"].passed
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.description.startswith("Failed at_most_k on 1 key(s), 3 entries")
+    assert evaluation.metadata["at_most_k_problems"].value == 1
+    assert evaluation.metadata["json_valid_problems"].value == 0 and evaluation.metadata["ranked_problems"].value == 0
+    assert "3 entries, more than 2" in evaluation.metadata["at_most_k_examples"].value[0]
 
 
 @pytest.mark.parametrize(
