@@ -57,6 +57,7 @@ from pathlib import Path
 import dagster as dg
 import redis as redis_lib
 
+from nova_jobs.catalog import CACHE_WARMER, SUGGESTED_USERS, NovaJob
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
@@ -84,9 +85,16 @@ def sections(value: str) -> list[str]:
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(f"unknown section(s) {unknown or value!r}; known: {', '.join(SECTIONS)}")
     return chosen
+
+
 DATABASE = "nova"
 ACTIVE_DAYS = 7
 UNCAPPED = 10**9
+
+
+def step_key(job: NovaJob) -> str:
+    """The step (or, for a graph asset, the prefix of the steps) of a job's asset."""
+    return "__".join(job.asset_key.path)
 
 
 class OutputMismatch(AssertionError):
@@ -223,7 +231,7 @@ def bench_trending(runner: Runner, client, cache, shape: str, now: datetime, rss
     results = []
     for window in WINDOWS.values():
         with rss.measure():
-            run = runner.run(window.job_name, f"cache__{window.job_name}", {"as_of": iso_z(now), "scoring": "decayed"})
+            run = runner.run(window.job_name, step_key(window.job), {"as_of": iso_z(now), "scoring": "decayed"})
         now_epoch = int(now.timestamp())
         params = {"db": DATABASE, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
                   "decay": window.decay, "top_k": window.top_k}
@@ -337,12 +345,12 @@ def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: P
             window = active_window(now, ACTIVE_DAYS)
             caps = SuggestionCaps()
             results.append(bench_bulk(
-                runner, client, cache, shape, "suggested_users", "cache__suggested_users", {"as_of": iso_z(now)},
+                runner, client, cache, shape, SUGGESTED_USERS.name, step_key(SUGGESTED_USERS), {"as_of": iso_z(now)},
                 PLAIN_SUGGESTIONS_SQL, {"db": DATABASE, **window, **caps.params(), "key_prefix": SUGGESTED_KEY_PREFIX},
                 rss, capped_sql=CAPPED_SUGGESTION_KEYS_SQL,
             ))
             results.append(bench_bulk(
-                runner, client, cache, shape, "cache_warmer", "cache__feeds",
+                runner, client, cache, shape, CACHE_WARMER.name, step_key(CACHE_WARMER),
                 {"as_of": iso_z(now), "target_users": feed_users},
                 PLAIN_FEEDS_SQL, {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
                                   "target_users": feed_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX},

@@ -58,16 +58,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
 
+from nova_jobs.catalog import CACHE_JOBS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLOOR_LOCATION = "bench_floor"
 FLOOR_JOB = "nothing"
 FLOOR_LABEL = "floor (one asset, does nothing)"
-EVERY_MINUTE_JOBS = ("trending_1h", "cache_warmer")
+EVERY_MINUTE_JOBS = tuple(job.name for job in CACHE_JOBS if job.interval <= timedelta(minutes=1))
 DATABASE = "nova"
 PARTS = ("queue_s", "start_s", "steps_s", "around_s")  # they add up to total_s
 COLUMNS = ("queue_s", "start_s", "spawn_s", "load_s", "steps_s", "around_s", "total_s", "run_s")  # start_s = spawn_s + load_s
