@@ -222,6 +222,8 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
 
     store = store.resolve()
     if workdir is not None:
+        # Absolute: DAGSTER_HOME below must be (`make bench` passes `.nova/bench`).
+        workdir = workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
     started_at = time.perf_counter()
     phase = random.Random(seed)
