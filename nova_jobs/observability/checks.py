@@ -1,12 +1,11 @@
 """Asset checks on what the cache jobs write, as the Nova API reads it.
 
-Every cache asset gets four checks: the value is valid JSON (a list of objects with an id and a
-score), it is ranked (score descending, then id ascending), it holds no id twice, and it holds
-at most K entries. Caches of one key per user are checked on a sample of keys. The trending and
-feed assets declare these checks (`content_check_specs`) and evaluate them in their own step on
-the values they have just written (`lib.cache_checks`), so a run is one step; the sharded
-suggestions asset has no step that sees every value, so its checks read Redis back in a step of
-their own (`build_cache_checks`).
+Every cache asset has one check, `contents`, judging four aspects of its values (valid JSON,
+ranked, no duplicates, at most K entries; `lib.cache_checks`). Caches of one key per user are
+checked on a sample of keys. The trending and feed assets declare the check
+(`content_check_specs`) and evaluate it in their own step on the values they have just written,
+so a run is one step; the sharded suggestions asset has no step that sees every value, so its
+check reads Redis back in a step of its own (`build_cache_checks`).
 
 Freshness is a Dagster `FreshnessPolicy` per cache (`observability.freshness`), evaluated by the
 daemon, not a check.
@@ -42,7 +41,7 @@ def read_cache(client, job: CacheJob) -> Iterator[tuple[str, Any]]:
 
 
 def build_cache_checks(job: CacheJob) -> dg.AssetChecksDefinition:
-    """The content checks in a step of their own, reading the values back from Redis."""
+    """The content check in a step of its own, reading the values back from Redis."""
     name = "__".join(job.asset_key.path)
 
     @dg.multi_asset_check(
