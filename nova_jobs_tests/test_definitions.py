@@ -9,20 +9,10 @@ import os
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 
 CONTRACT_JOBS = {"trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer"}
-
-
-@pytest.fixture(autouse=True)
-def live_instance():
-    """Building the repository reads the current instance's definitions-state storage, which
-    Dagster keeps in a context variable; an instance an earlier test closed may still be there
-    (seen after test_deadletter.py in one process), so each test here enters a live one."""
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def surface() -> dict:

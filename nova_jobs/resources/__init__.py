@@ -67,7 +67,11 @@ def kafka_resource_from_env(brokers: str | None = None) -> KafkaResource:
     it: for the `dlq` CLI, which runs outside Dagster. `brokers` (`--brokers`) replaces
     `KAFKA_BROKERS`; an empty value is reported by `bootstrap_servers`."""
     resource = KafkaResource(brokers=brokers or os.environ.get("KAFKA_BROKERS", ""), **fields_from_env(KAFKA_VARIABLES))
-    return resource.process_config_and_initialize()
+    # The context-manager form closes the throwaway instance Dagster makes for the init context;
+    # the plain form leaves it current in a context variable after it is gone, and the next
+    # definitions built in the process (a test's) fail on it. KafkaResource has no teardown.
+    with resource.process_config_and_initialize_cm() as initialized:
+        return initialized
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
