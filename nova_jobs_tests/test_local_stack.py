@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -132,10 +132,15 @@ def publish_dlq_failure(brokers: str) -> str:
     from nova_jobs.lib.timing import iso_z
     from nova_jobs.resources.kafka import KafkaResource
 
+    # A snapshot of an hour a day ago: no schedule runs that partition again, so the sensor's
+    # decision is a replay. (A trending_1h failure would be superseded, not replayed, whenever
+    # the next scheduled trending_1h succeeds before the sensor's tick: a race under load.)
     run_id = str(uuid.uuid4())
-    message = DlqMessage(job_name="trending_1h", error="[Errno 111] Connection refused",
-                         error_class="ConnectionRefusedError", kind="transient", timestamp=iso_z(datetime.now(UTC)),
-                         retry_count=3, correlation_id=run_id, run_id=run_id, context={"window": "1h"})
+    now = datetime.now(UTC)
+    hour = (now - timedelta(hours=24)).strftime("%Y-%m-%d-%H:00")
+    message = DlqMessage(job_name="trending_history", error="[Errno 111] Connection refused",
+                         error_class="ConnectionRefusedError", kind="transient", timestamp=iso_z(now),
+                         retry_count=3, correlation_id=run_id, run_id=run_id, partition_key=hour)
     publish_json(KafkaResource(brokers=brokers), DLQ_TOPIC, [(message.job_name, message.to_dict())])
     return run_id
 
