@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from nova_jobs.catalog import JOBS_BY_NAME
+
 # Written by Nova Jobs.
 JOB_TAG = "nova/job"
 WAREHOUSE_TAG = "nova/warehouse"
@@ -42,8 +44,6 @@ def job_tags(job_name: str | None, max_runtime_seconds: int = DEFAULT_MAX_RUNTIM
     `nova/warehouse` lets the local instance run warehouse jobs one at a time (an embedded chdb
     store opens in one process only); `dagster/priority` orders the queue. Without a job (a run
     of several jobs' assets), the warehouse and runtime tags alone."""
-    from nova_jobs.catalog import JOBS_BY_NAME
-
     tags = {WAREHOUSE_TAG: "clickhouse", MAX_RUNTIME_TAG: str(max_runtime_seconds)}
     job = JOBS_BY_NAME.get(job_name or "")
     if job_name:
