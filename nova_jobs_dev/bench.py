@@ -27,8 +27,10 @@ Sections (`--only`, comma-separated; all three by default):
   next to Dagster's floor in the same instance: queued by the repo's run coordinator, dequeued by
   a real `dagster-daemon`, started as a fresh process by the default run launcher; queue wait,
   process start (to RUN_START), steps and total from the run records, median of
-  `--run-start-runs` (`nova_jobs_dev/run_start_bench.py`). On the first shape's data when `jobs`
-  ran, else on a `demo` data set of `--users` generated for it.
+  `--run-start-runs` (`nova_jobs_dev/run_start_bench.py`), with a second limit beside the
+  jobs section's: the floor's run plus the plain formulation run in a fresh process, as a run's
+  step must run it (`nova_jobs_dev/plain_fresh.py`). On each shape's data (the jobs section's
+  stores when it ran, else data sets of `--users` generated for it).
 
     python -m nova_jobs_dev.bench                          # 1,000,000 users per shape
     python -m nova_jobs_dev.bench --users 300000 --repeat 3
@@ -405,17 +407,19 @@ def main(argv: list[str] | None = None) -> int:
         text_parts.append(jobs_text(results, study, users, args))
     saved.update({"jobs": results, "caps": study})
     if "run-start" in args.only:
-        if "jobs" in args.only:
-            store, shape = (args.workdir / shapes[0]).resolve() / "store", shapes[0]
-        else:
-            store, shape = (args.workdir / "run-start").resolve() / "store", "demo"
-            run_start_bench.ensure_data(store, users, shape)
-        run_start = run_start_bench.measure(store, args.run_start_runs, workdir=args.workdir)
-        run_start.update({"shape": shape, "users": users})
-        with_limits(run_start["rows"], [row for row in results if row["shape"] == shape], args.feed_users,
-                    run_start["queue_all_s"]["median"])
-        text_parts.append(f"[{shape} data, {users:,} users] " + run_start_bench.report(run_start))
-        saved["run_start"] = run_start
+        saved["run_start"] = []
+        for shape in shapes:
+            if "jobs" in args.only:
+                store = (args.workdir / shape).resolve() / "store"
+            else:
+                store = (args.workdir / f"run-start-{shape}").resolve() / "store"
+                run_start_bench.ensure_data(store, users, shape)
+            run_start = run_start_bench.measure(store, args.run_start_runs, workdir=args.workdir)
+            run_start.update({"shape": shape, "users": users})
+            with_limits(run_start["rows"], [row for row in results if row["shape"] == shape], args.feed_users,
+                        run_start["queue_all_s"]["median"])
+            text_parts.append(f"[{shape} data, {users:,} users] " + run_start_bench.report(run_start))
+            saved["run_start"].append(run_start)
     if args.only == ["import"]:
         return 0
     text = "\n\n".join(text_parts)

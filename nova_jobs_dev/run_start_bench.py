@@ -145,6 +145,19 @@ def run_timings(instance: dg.DagsterInstance, run_id: str) -> dict:
     }
 
 
+def plain_fresh_run(job: str, store: Path, redis_url: str) -> dict:
+    """One run of `nova_jobs_dev.plain_fresh` (the job's plain formulation in a fresh process)."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nova_jobs_dev.plain_fresh", "--job", job, "--store", str(store), "--redis-url", redis_url],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the plain {job} in a fresh process failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def summarize(name: str, runs: list[dict]) -> dict:
     row: dict = {"job": name, "runs": len(runs)}
     for column in COLUMNS:
@@ -219,6 +232,7 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
     from nova_jobs_dev.localstack import redis_process
+    from nova_jobs_dev.plain_fresh import JOBS as PLAIN_FRESH_JOBS
 
     store = store.resolve()
     if workdir is not None:
@@ -282,6 +296,7 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
                    180, daemon, poll=0.5)
         ready_s = time.perf_counter() - started_at
         measured: dict[str, list[dict]] = {name: [] for name in (FLOOR_JOB, *jobs)}
+        plain: dict[str, list[dict]] = {name: [] for name in jobs if name in PLAIN_FRESH_JOBS}
         # Warm-up, not measured: the code location's first launch and the store's caches, and the
         # 24h trending list, which the warmer reads from Redis, where that job's schedule keeps it.
         warm_up = ["trending_24h"] if "cache_warmer" in jobs else list(jobs[:1])
@@ -296,6 +311,12 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
                 measured[name].append(timings)
             print(f"run-start {name}{'' if measuring else ' (warm-up)'}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), flush=True)
+            if measuring and name in plain:
+                # Right after the job's run, on the same machine state: its plain formulation
+                # in a fresh process (the run has closed the store, so this one can open it).
+                plain[name].append(plain_fresh_run(name, store, env["REDIS_URL"]))
+                print(f"run-start {name} plain, fresh process: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in plain[name][-1].items()), flush=True)
     rows = [summarize(FLOOR_LABEL if name == FLOOR_JOB else name, values) for name, values in measured.items()]
     floor = rows[0]
     for row in rows:
@@ -303,8 +324,18 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
     # The wait for the dequeue pass does not depend on the job (where in the loop's period a
     # submission falls), and a few samples of it differ by seconds: pooled over every run.
     queues = [run["queue_s"] for values in measured.values() for run in values]
+    queue = statistics.median(queues)
+    for row, name in zip(rows, measured):
+        if set(plain) == set(jobs):
+            # The limit a plain job reaches as scheduled: the floor's run plus the plain work
+            # in a fresh process (clients imported and opened, the query cold, the write).
+            row["plain_fresh_s"] = statistics.median(run["plain_fresh_s"] for run in plain[name]) if name in plain else 0.0
+            row["limit_fresh_s"] = floor["run_s"] + row["plain_fresh_s"]
+            row["run_vs_limit_fresh"] = row["run_s"] / row["limit_fresh_s"]
+            row["vs_limit_fresh"] = (queue + row["run_s"]) / (queue + row["limit_fresh_s"])
     return {"runs": runs, "dequeue_interval_s": interval, "rows": rows, "all_runs": measured,
-            "queue_all_s": {"median": statistics.median(queues), "mean": statistics.fmean(queues),
+            "plain_fresh_runs": plain,
+            "queue_all_s": {"median": queue, "mean": statistics.fmean(queues),
                             "min": min(queues), "max": max(queues), "runs": len(queues)},
             "ready_s": ready_s, "wall_s": time.perf_counter() - started_at}
 
@@ -322,8 +353,13 @@ def report(result: dict) -> str:
     table += (f"\n  queue wait over all {queue['runs']} runs (it does not depend on the job): median {queue['median']:.2f} s, "
               f"mean {queue['mean']:.2f} s, {queue['min']:.2f}-{queue['max']:.2f} s")
     if "vs_limit" in result["rows"][0]:
-        table += ("\n  limit = the floor's run + the job's plain query + bare Redis write (the jobs section, same data); "
-                  "run_vs_limit = run / limit; vs_limit: both sides with the pooled median queue wait added")
+        table += ("\n  limit = the floor's run + the job's plain query + bare Redis write (the jobs section, same data, timed "
+                  "warm on an open client); run_vs_limit = run / limit; vs_limit: both sides with the pooled median queue wait added")
+    if "limit_fresh_s" in result["rows"][0]:
+        table += ("\n  limit_fresh = the floor's run + plain_fresh: the same plain query and bare write in a fresh process "
+                  "after `import dagster`, as a run's step must do them (clients imported and opened, the query cold; "
+                  "nova_jobs_dev/plain_fresh.py), right after each of the job's runs; run_vs_limit_fresh = run / limit_fresh; "
+                  "vs_limit_fresh: both sides with the pooled median queue wait added")
     return table + f"\n  code servers and daemon ready after {result['ready_s']:.0f} s; section wall time {result['wall_s']:.0f} s"
 
 

@@ -82,7 +82,7 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
     fresh process, and its parts add up to its total."""
     results = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "nova_jobs_dev.bench", "--only", "run-start", "--users", "1500",
+        [sys.executable, "-m", "nova_jobs_dev.bench", "--only", "run-start", "--users", "1500", "--shapes", "demo",
          "--run-start-runs", "1", "--workdir", str(tmp_path / "work"), "--results", str(results)],
         cwd=project_root, capture_output=True, text=True, timeout=600,
     )
@@ -90,7 +90,8 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
     [saved] = results.glob("bench-1500-*.json")
     report = json.loads(saved.read_text())
     assert report["jobs"] == [] and report["import"] is None
-    section = report["run_start"]
+    [section] = report["run_start"]
+    assert section["shape"] == "demo"
     interval = section["dequeue_interval_s"]
     # The instance is the repo's dagster.yaml as it is: its queue is read every second.
     configured = yaml.safe_load((project_root / "dagster.yaml").read_text())["run_coordinator"]["config"]
@@ -113,8 +114,21 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
         assert row["run_min_s"] <= row["run_s"] <= row["run_max_s"]
     assert section["queue_all_s"]["runs"] == 3
     assert section["rows"][0]["run_vs_floor"] == 1.0
+    # The second limit: each job's plain formulation in a fresh process, right after its run,
+    # paying its clients' imports and opening; it wrote what its job writes.
+    plain = section["plain_fresh_runs"]
+    assert set(plain) == {"trending_1h", "cache_warmer"}
+    for job, [fresh] in plain.items():
+        assert fresh["imports_s"] > 0 and fresh["open_s"] > 0 and fresh["query_s"] > 0, (job, fresh)
+        assert fresh["plain_fresh_s"] >= fresh["imports_s"] + fresh["open_s"] + fresh["query_s"]
+    assert plain["trending_1h"][0]["keys"] == 2 and 0 < plain["cache_warmer"][0]["keys"] <= 1000
+    floor_run = section["rows"][0]["run_s"]
+    for row in section["rows"]:
+        fresh = plain[row["job"]][0]["plain_fresh_s"] if row["job"] in plain else 0.0
+        assert row["limit_fresh_s"] == pytest.approx(floor_run + fresh)
+        assert row["run_vs_limit_fresh"] == pytest.approx(row["run_s"] / row["limit_fresh_s"])
     text = (results / saved.name.replace(".json", ".txt")).read_text()
-    assert "Whole run as a schedule runs it" in text and "trending_1h" in text
+    assert "Whole run as a schedule runs it" in text and "trending_1h" in text and "limit_fresh" in text
 
 
 def test_run_timings_refuses_a_run_that_no_daemon_launched():

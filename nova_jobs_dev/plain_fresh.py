@@ -1,0 +1,101 @@
+"""The plain formulation of an every-minute job, as a fresh run process would have to do it.
+
+    python -m nova_jobs_dev.plain_fresh --job trending_1h --store /abs/chdb/path --redis-url redis://127.0.0.1:6379/0
+
+A scheduled run is a fresh process: before its query it must import a ClickHouse and a Redis
+client and open them (with the embedded store, start chdb on the data), and its first query
+finds the store's caches cold. The jobs section's plain query is timed warm, on a client that
+is already open, so next to a fresh run it leaves all of that out. This runs the same plain
+work a job's step does, once, in a fresh interpreter that has already imported Dagster (as a
+run process has, before its step): import the clients, open them, run the plain query
+(`bench_plain`), build the values and write the same keys with a bare pipeline, close. It prints
+one JSON object: each part's seconds and their sum (`plain_fresh_s`), and the keys written.
+
+The run-start section runs it right after each measured run of the job (one process at a time
+may open the embedded store), and adds its median to the floor's run: the limit a plain job
+could reach as a schedule runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+
+import dagster  # noqa: F401 - a run process has imported Dagster before its step; not timed
+
+from nova_jobs.catalog import CACHE_WARMER, TRENDING_1H
+from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
+from nova_jobs.trending.windows import WINDOWS
+from nova_jobs.warehouse.active_users import active_window
+from nova_jobs_dev.bench_plain import FEEDS_SQL, TRENDING_SQL
+
+DATABASE = "nova"
+JOBS = (TRENDING_1H.name, CACHE_WARMER.name)
+FEED_USERS = 1000  # the warmer's default target, as its scheduled run uses
+
+
+def plain_run(job: str, store: str, redis_url: str, now: datetime) -> dict:
+    laps: dict[str, float] = {}
+    started = last = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now_s = time.perf_counter()
+        laps[name] = now_s - last
+        last = now_s
+
+    import clickhouse_connect
+    import redis
+
+    lap("imports_s")
+    client = clickhouse_connect.get_client(dsn=f"chdb://{store}")
+    cache = redis.Redis.from_url(redis_url)
+    cache.ping()
+    lap("open_s")
+    now_epoch = int(now.timestamp())
+    if job == TRENDING_1H.name:
+        window = WINDOWS["1h"]
+        rows = client.query(TRENDING_SQL, parameters={
+            "db": DATABASE, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
+            "decay": window.decay, "top_k": window.top_k}).result_rows
+        lap("query_s")
+        value = json.dumps([{"post_id": int(post_id), "score": float(score)} for post_id, score in rows])
+        meta = json.dumps({"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "run_id": "plain", "count": len(rows)})
+        pipe = cache.pipeline(transaction=True)
+        pipe.set(window.redis_key, value)
+        pipe.set(window.redis_key + ":meta", meta)
+        pipe.execute()
+        keys = 2
+    else:
+        window = active_window(now, 7)
+        params = {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
+                  "target_users": FEED_USERS, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX}
+        rows = client.query(FEEDS_SQL, parameters=params).result_rows
+        lap("query_s")
+        pipe = cache.pipeline(transaction=False)
+        for row in rows:
+            pipe.set(row[0], row[-1], ex=120)
+        pipe.execute()
+        keys = len(rows)
+    lap("write_s")
+    client.close()
+    cache.close()
+    lap("close_s")
+    return {**laps, "plain_fresh_s": time.perf_counter() - started, "keys": keys}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nova_jobs_dev.plain_fresh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--job", choices=JOBS, required=True)
+    parser.add_argument("--store", required=True, help="the embedded store's absolute path")
+    parser.add_argument("--redis-url", required=True)
+    args = parser.parse_args(argv)
+    print(json.dumps(plain_run(args.job, args.store, args.redis_url, datetime.now(UTC).replace(microsecond=0))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
