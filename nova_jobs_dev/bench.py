@@ -78,6 +78,7 @@ from nova_jobs_dev.localstack import redis_process
 
 SCALES = {"small": 50_000, "default": 1_000_000}
 SECTIONS = ("import", "jobs", "run-start")
+BENCHED_JOBS = frozenset({*(window.job_name for window in WINDOWS.values()), SUGGESTED_USERS.name, CACHE_WARMER.name})
 
 
 def sections(value: str) -> list[str]:
@@ -92,6 +93,14 @@ def sections(value: str) -> list[str]:
 DATABASE = "nova"
 ACTIVE_DAYS = 7
 UNCAPPED = 10**9
+
+
+def job_names(value: str) -> frozenset[str]:
+    chosen = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(chosen - BENCHED_JOBS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown job(s) {unknown}; the bench runs {sorted(BENCHED_JOBS)}")
+    return chosen
 
 
 def step_key(job: NovaJob) -> str:
@@ -229,9 +238,10 @@ def median_timed(repeat: int, fn) -> tuple[float, object]:
     return statistics.median(seconds for seconds, _ in runs), runs[-1][1]
 
 
-def bench_trending(runner: Runner, client, cache, shape: str, now: datetime, rss: PeakRss) -> list[dict]:
+def bench_trending(runner: Runner, client, cache, shape: str, now: datetime, rss: PeakRss,
+                   jobs: frozenset[str] = BENCHED_JOBS) -> list[dict]:
     results = []
-    for window in WINDOWS.values():
+    for window in (window for window in WINDOWS.values() if window.job_name in jobs):
         with rss.measure():
             run = runner.run(window.job_name, step_key(window.job), {"as_of": iso_z(now), "scoring": "decayed"})
         now_epoch = int(now.timestamp())
@@ -328,7 +338,7 @@ def caps_study(client, now: datetime, sample_share: int, per_user: int) -> list[
 
 
 def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: Path, caps_sample: int,
-                seed: int = 7) -> tuple[list[dict], list[dict]]:
+                seed: int = 7, jobs: frozenset[str] = BENCHED_JOBS) -> tuple[list[dict], list[dict]]:
     store = (workdir / shape).resolve() / "store"  # chdb wants an absolute path
     shutil.rmtree(store, ignore_errors=True)
     now: datetime = utc_now().replace(microsecond=0)
@@ -343,22 +353,24 @@ def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: P
             stats = generate_demo(client, DATABASE, size=SHAPES[shape](users), seed=seed, now=now)
             print(f"{shape} data: {stats} in {time.perf_counter() - started:.1f} s, now={iso_z(now)}", flush=True)
             runner = Runner(dg.DagsterInstance.local_temp(home), repeat)
-            results = bench_trending(runner, client, cache, shape, now, rss)
+            results = bench_trending(runner, client, cache, shape, now, rss, jobs)
             window = active_window(now, ACTIVE_DAYS)
             caps = SuggestionCaps()
-            results.append(bench_bulk(
-                runner, client, cache, shape, SUGGESTED_USERS.name, step_key(SUGGESTED_USERS), {"as_of": iso_z(now)},
-                PLAIN_SUGGESTIONS_SQL, {"db": DATABASE, **window, **caps.params(), "key_prefix": SUGGESTED_KEY_PREFIX},
-                rss, capped_sql=CAPPED_SUGGESTION_KEYS_SQL,
-            ))
-            results.append(bench_bulk(
-                runner, client, cache, shape, CACHE_WARMER.name, step_key(CACHE_WARMER),
-                {"as_of": iso_z(now), "target_users": feed_users},
-                PLAIN_FEEDS_SQL, {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
-                                  "target_users": feed_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX},
-                rss, partial=True,
-            ))
-            results[-1]["job"] = f"cache_warmer ({feed_users:,})"
+            if SUGGESTED_USERS.name in jobs:
+                results.append(bench_bulk(
+                    runner, client, cache, shape, SUGGESTED_USERS.name, step_key(SUGGESTED_USERS), {"as_of": iso_z(now)},
+                    PLAIN_SUGGESTIONS_SQL, {"db": DATABASE, **window, **caps.params(), "key_prefix": SUGGESTED_KEY_PREFIX},
+                    rss, capped_sql=CAPPED_SUGGESTION_KEYS_SQL,
+                ))
+            if CACHE_WARMER.name in jobs:
+                results.append(bench_bulk(
+                    runner, client, cache, shape, CACHE_WARMER.name, step_key(CACHE_WARMER),
+                    {"as_of": iso_z(now), "target_users": feed_users},
+                    PLAIN_FEEDS_SQL, {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
+                                      "target_users": feed_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX},
+                    rss, partial=True,
+                ))
+                results[-1]["job"] = f"cache_warmer ({feed_users:,})"
             study = caps_study(client, now, caps_sample, caps.per_user) if caps_sample else []
     return results, study
 
@@ -370,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, help="users in each data set (overrides --scale)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"data shapes, comma-separated ({','.join(SHAPES)})")
     parser.add_argument("--feed-users", type=int, default=1000, help="FEED_TARGET_USERS for the warm (1000, the job's default)")
+    parser.add_argument("--jobs", type=job_names, default=BENCHED_JOBS, metavar="JOB[,JOB]",
+                        help="the jobs section's jobs, comma-separated (default: all five); e.g. the light jobs alone "
+                             "at a scale where suggested_users would take too long")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs per measurement; the median is shown (3)")
     parser.add_argument("--caps-sample", type=int, default=20,
                         help="caps study on 1 in N active users of the first shape (20); 0 skips the study")
@@ -401,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if "jobs" in args.only:
         for index, shape in enumerate(shapes):
             shape_results, shape_study = bench_shape(shape, users, args.feed_users, args.repeat, args.workdir,
-                                                     args.caps_sample if index == 0 else 0)
+                                                     args.caps_sample if index == 0 else 0, jobs=args.jobs)
             results += shape_results
             study += shape_study
         text_parts.append(jobs_text(results, study, users, args))

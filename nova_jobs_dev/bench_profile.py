@@ -18,8 +18,10 @@
    imports, client opening, query, write, checks). The profiler inflates Python-heavy code: read
    these as where, the timeline as how much.
 3. **Stand-ins**: assets that do nothing but emit what Nova's assets emit, to price each piece
-   of the step: a trending-sized metadata dict, one log line, four check results (as now), one
-   check result carrying the four verdicts; and the floor on an instance without the
+   of the step: a dependency on a warehouse table (lineage: Dagster reads the upstream's asset
+   record in every step, for data provenance), a trending-sized metadata dict, one log line,
+   four check results, one check result carrying the four verdicts (as now); and the floor on an
+   instance without the
    `python_logs` handler. Median of `--runs` interleaved runs each: the differences are what
    emitting a piece costs or would save.
 """
@@ -40,6 +42,9 @@ import time
 from pathlib import Path
 
 import dagster as dg
+
+from nova_jobs.catalog import POST_EVENTS
+from nova_jobs.warehouse.tables import warehouse_tables
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JOBS = ("trending_1h", "cache_warmer")
@@ -70,6 +75,10 @@ def _stand_in_defs() -> dg.Definitions:
     def nothing() -> None:
         """The floor."""
 
+    @dg.asset(key=["bench", "lineage"], deps=[POST_EVENTS])
+    def lineage() -> None:
+        """The floor with trending's lineage: Dagster reads its upstream's asset record in the step."""
+
     @dg.asset(key=["bench", "metadata"])
     def metadata() -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata=TRENDING_LIKE_METADATA)
@@ -94,13 +103,14 @@ def _stand_in_defs() -> dg.Definitions:
             dg.AssetCheckResult(check_name="contents", passed=True, severity=dg.AssetCheckSeverity.ERROR,
                                 metadata={**_check_metadata(), **verdicts})])
 
-    assets = [nothing, metadata, metadata_log, four_checks, one_check]
-    return dg.Definitions(assets=assets, jobs=[dg.define_asset_job(a.key.path[-1], [a]) for a in assets],
-                          executor=dg.in_process_executor)
+    assets = [nothing, lineage, metadata, metadata_log, four_checks, one_check]
+    return dg.Definitions(assets=[*assets, *warehouse_tables],
+                          jobs=[dg.define_asset_job(a.key.path[-1], [a]) for a in assets], executor=dg.in_process_executor)
 
 
 STAND_INS = {
     "nothing": "floor: one asset that does nothing",
+    "lineage": "+ a dependency on warehouse/post_events",
     "metadata": "+ trending-sized metadata (13 entries)",
     "metadata_log": "+ one log line",
     "four_checks": "+ four check results (as now)",

@@ -152,3 +152,14 @@ def test_only_takes_one_section_or_several():
     assert sections("jobs, run-start") == ["jobs", "run-start"]
     with pytest.raises(argparse.ArgumentTypeError, match="runstart"):
         sections("import,runstart")
+
+
+def test_jobs_takes_a_subset_of_the_benched_jobs():
+    import argparse
+
+    from nova_jobs_dev.bench import BENCHED_JOBS, job_names
+
+    assert BENCHED_JOBS == {"trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer"}
+    assert job_names("trending_1h, cache_warmer") == {"trending_1h", "cache_warmer"}
+    with pytest.raises(argparse.ArgumentTypeError, match="trending_2h"):
+        job_names("trending_1h,trending_2h")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from nova_jobs.trending.windows import TrendingWindow
-from nova_jobs.warehouse.engagement import KNOWN_TYPES_SQL, WEIGHT_SQL, WEIGHTED_COUNTS_SQL
+from nova_jobs.warehouse.engagement import KNOWN_TYPES_SQL, TYPE_INDEX_SQL, WEIGHTED_COUNTS_SQL, WEIGHTS_BY_INDEX_SQL
 from nova_jobs.warehouse.sql import compose
 
 if TYPE_CHECKING:
@@ -17,25 +17,26 @@ if TYPE_CHECKING:
 # post's author does not count when the post is known. join_use_nulls tells "no such post"
 # (NULL author) apart from an author whose id happens to be 0.
 #
-# One scan of the window gives the ranking and the window's event counts: every event type is
-# grouped (unknown types score nothing), each post carries the window's totals, and the query
-# keeps the top K posts whatever their score. Posts of score 0 can only come after every post
-# of a positive score, so dropping them afterwards (`_ranked`) leaves the contract's list; and
-# any event in the window yields at least one row, so the totals are never lost.
+# One scan of the window gives the ranking and the window's event counts: every event is
+# grouped, a known type by its position (`t`, 1-4) and every unknown type as t = 0 (it scores
+# nothing), each post carries the window's totals, and the query keeps the top K posts whatever
+# their score. Posts of score 0 can only come after every post of a positive score, so dropping
+# them afterwards (`query_trending_with_stats`) leaves the contract's list; and any event in the window yields at
+# least one row, so the totals are never lost.
 DECAYED_SQL = compose("""
 SELECT post_id, score, sum(events) OVER () AS window_events, sum(unknown) OVER () AS window_unknown
 FROM (
     SELECT pairs.post_id AS post_id,
            sumIf(pairs.weight * pow({decay:Float64}, ({now:Int64} - toInt64(toUnixTimestamp(pairs.latest))) / 3600.0),
-                 pairs.known AND (p.author_id IS NULL OR pairs.user_id != p.author_id)) AS score,
-           sum(pairs.events) AS events,
-           sumIf(pairs.events, NOT pairs.known) AS unknown
+                 pairs.t > 0 AND (p.author_id IS NULL OR pairs.user_id != p.author_id)) AS score,
+           sum(pairs.n) AS events,
+           sumIf(pairs.n, pairs.t = 0) AS unknown
     FROM (
-        SELECT post_id, user_id, event_type, event_type IN """, KNOWN_TYPES_SQL, """ AS known,
-               any(""", WEIGHT_SQL, """) AS weight, max(event_time) AS latest, count() AS events
+        SELECT post_id, user_id, """, TYPE_INDEX_SQL, """ AS t, """, WEIGHTS_BY_INDEX_SQL, """[t] AS weight,
+               max(event_time) AS latest, count() AS n
         FROM {db:Identifier}.post_events
         WHERE event_time > toDateTime({start:Int64}, 'UTC') AND event_time <= toDateTime({now:Int64}, 'UTC')
-        GROUP BY post_id, user_id, event_type
+        GROUP BY post_id, user_id, t
     ) AS pairs
     LEFT ANY JOIN {db:Identifier}.posts AS p ON p.post_id = pairs.post_id
     GROUP BY pairs.post_id

@@ -16,8 +16,11 @@ def _weight_by_type(weights: dict[str, float | int], other: str) -> str:
     return "multiIf(" + branches + ", " + other + ")"
 
 
-# An event's weight; other event types weigh nothing.
-WEIGHT_SQL = _weight_by_type(EVENT_WEIGHTS, "0.0")
+# An event's type as its position among the contract's types, 1-based, 0 for any other type: a
+# small integer groups faster than the type's string (trending's pairs, -20% on 7 days of
+# events), and every unknown type shares 0. `WEIGHTS_BY_INDEX_SQL[t]` is that type's weight.
+TYPE_INDEX_SQL = "indexOf([" + ", ".join(literal(t) for t in EVENT_WEIGHTS) + "], event_type)"
+WEIGHTS_BY_INDEX_SQL = "[" + ", ".join(literal(float(w)) for w in EVENT_WEIGHTS.values()) + "]"
 
 # The same in tenths, as integers: a sum of them is exact whatever order ClickHouse adds the
 # events in, so a score is the same on every run (divide by 10 after summing).
