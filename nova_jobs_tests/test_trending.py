@@ -237,3 +237,16 @@ def test_every_window_agrees_with_the_plain_formulation_on_messy_random_events(c
         assert materialization.metadata["events_in_window"].value == len(in_window)
         assert materialization.metadata["unknown_type_events_ignored"].value == sum(
             e[3] not in ("view", "like", "comment", "share") for e in in_window)
+
+
+def test_a_post_listed_twice_in_posts_counts_once(clickhouse, redis_resource, redis_client):
+    """The contract says one row per post; a warehouse reload that lists a post twice must not
+    double its score, nor let its author count."""
+    insert_rows(clickhouse, "posts", ["post_id", "author_id", "created_at"],
+                [(1, 100, at(600)), (1, 100, at(600)), (2, 200, at(600))])
+    insert_rows(clickhouse, "post_events", EVENT_COLUMNS, [
+        (at(10), 1, 1, "like"), (at(10), 1, 100, "share"), (at(10), 2, 1, "like"), (at(10), 2, 200, "share"),
+    ])
+    assert run_trending("1h", clickhouse, redis_resource).success
+    scores = {item["post_id"]: item["score"] for item in cached(redis_client, "1h")}
+    assert scores[1] == pytest.approx(scores[2]) == pytest.approx(2 * 0.9 ** (10 / 60))

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 
 # Each distinct (user, type) pair counts once, decayed by the age of its latest event; the
-# post's author does not count when the post is known. join_use_nulls tells "no such post"
-# (NULL author) apart from an author whose id happens to be 0.
+# post's author does not count when the post is known: a (post, user) pair found in `posts` as
+# (post_id, author_id) is the author's own. A set lookup rather than a join with `posts`: an
+# unknown post needs no NULL author, a post listed twice counts once, and at 300,000 posts the
+# 1-hour query is a fifth faster (no hash table of every post built per run).
 #
 # One scan of the window gives the ranking and the window's event counts: every event is
 # grouped, a known type by its position (`t`, 1-4) and every unknown type as t = 0 (it scores
@@ -28,7 +30,7 @@ SELECT post_id, score, sum(events) OVER () AS window_events, sum(unknown) OVER (
 FROM (
     SELECT pairs.post_id AS post_id,
            sumIf(pairs.weight * pow({decay:Float64}, ({now:Int64} - toInt64(toUnixTimestamp(pairs.latest))) / 3600.0),
-                 pairs.t > 0 AND (p.author_id IS NULL OR pairs.user_id != p.author_id)) AS score,
+                 pairs.t > 0 AND (pairs.post_id, pairs.user_id) NOT IN (SELECT post_id, author_id FROM {db:Identifier}.posts)) AS score,
            sum(pairs.n) AS events,
            sumIf(pairs.n, pairs.t = 0) AS unknown
     FROM (
@@ -38,12 +40,10 @@ FROM (
         WHERE event_time > toDateTime({start:Int64}, 'UTC') AND event_time <= toDateTime({now:Int64}, 'UTC')
         GROUP BY post_id, user_id, t
     ) AS pairs
-    LEFT ANY JOIN {db:Identifier}.posts AS p ON p.post_id = pairs.post_id
     GROUP BY pairs.post_id
 )
 ORDER BY score DESC, post_id ASC
 LIMIT {top_k:UInt32}
-SETTINGS join_use_nulls = 1
 """)
 
 # The old worker's formula, kept for parity: raw counts weighed by the contract's weights,
