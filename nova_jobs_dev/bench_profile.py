@@ -113,8 +113,8 @@ STAND_INS = {
     "lineage": "+ a dependency on warehouse/post_events",
     "metadata": "+ trending-sized metadata (13 entries)",
     "metadata_log": "+ one log line",
-    "four_checks": "+ four check results (as now)",
-    "one_check": "+ one check result, four verdicts in its metadata",
+    "four_checks": "+ four check results (before)",
+    "one_check": "+ one check result, four verdicts in its metadata (as now)",
 }
 
 

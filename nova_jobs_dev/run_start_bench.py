@@ -328,11 +328,16 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
     for row, name in zip(rows, measured):
         if set(plain) == set(jobs):
             # The limit a plain job reaches as scheduled: the floor's run plus the plain work
-            # in a fresh process (clients imported and opened, the query cold, the write).
-            row["plain_fresh_s"] = statistics.median(run["plain_fresh_s"] for run in plain[name]) if name in plain else 0.0
-            row["limit_fresh_s"] = floor["run_s"] + row["plain_fresh_s"]
-            row["run_vs_limit_fresh"] = row["run_s"] / row["limit_fresh_s"]
-            row["vs_limit_fresh"] = (queue + row["run_s"]) / (queue + row["limit_fresh_s"])
+            # in a fresh process (clients imported and opened, the query cold, the write). Paired
+            # by round (the floor's run, then the job's, then its plain work), so that a round
+            # on a busier machine weighs on both sides: medians of the per-round figures.
+            fresh = [run["plain_fresh_s"] for run in plain[name]] if name in plain else [0.0] * len(measured[name])
+            limits = [floor_run["run_s"] + seconds for floor_run, seconds in zip(measured[FLOOR_JOB], fresh)]
+            runs_s = [run["run_s"] for run in measured[name]]
+            row["plain_fresh_s"] = statistics.median(fresh)
+            row["limit_fresh_s"] = statistics.median(limits)
+            row["run_vs_limit_fresh"] = statistics.median(r / limit for r, limit in zip(runs_s, limits))
+            row["vs_limit_fresh"] = statistics.median((queue + r) / (queue + limit) for r, limit in zip(runs_s, limits))
     return {"runs": runs, "dequeue_interval_s": interval, "rows": rows, "all_runs": measured,
             "plain_fresh_runs": plain,
             "queue_all_s": {"median": queue, "mean": statistics.fmean(queues),
@@ -358,8 +363,9 @@ def report(result: dict) -> str:
     if "limit_fresh_s" in result["rows"][0]:
         table += ("\n  limit_fresh = the floor's run + plain_fresh: the same plain query and bare write in a fresh process "
                   "after `import dagster`, as a run's step must do them (clients imported and opened, the query cold; "
-                  "nova_jobs_dev/plain_fresh.py), right after each of the job's runs; run_vs_limit_fresh = run / limit_fresh; "
-                  "vs_limit_fresh: both sides with the pooled median queue wait added")
+                  "nova_jobs_dev/plain_fresh.py), right after each of the job's runs; per round (floor, job, its plain work) "
+                  "run_vs_limit_fresh = run / limit_fresh and vs_limit_fresh = the same with the pooled median queue wait "
+                  "added to both sides; medians over the rounds")
     return table + f"\n  code servers and daemon ready after {result['ready_s']:.0f} s; section wall time {result['wall_s']:.0f} s"
 
 

@@ -125,6 +125,7 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
     floor_run = section["rows"][0]["run_s"]
     for row in section["rows"]:
         fresh = plain[row["job"]][0]["plain_fresh_s"] if row["job"] in plain else 0.0
+        # One round: the per-round medians are that round's figures.
         assert row["limit_fresh_s"] == pytest.approx(floor_run + fresh)
         assert row["run_vs_limit_fresh"] == pytest.approx(row["run_s"] / row["limit_fresh_s"])
     text = (results / saved.name.replace(".json", ".txt")).read_text()
