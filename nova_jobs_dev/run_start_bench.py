@@ -44,6 +44,12 @@ shown, with the spread (min-max) of `run_s`; the queue wait, which does not depe
 also pooled over every run. Each run is a fresh process, so its step pays what a warm in-process
 run does not: the ClickHouse and Redis clients' imports and, with the embedded store, chdb's start.
 
+Beside the jobs section's limit (the floor's run + the plain query and bare write, timed warm on
+an open client), each job's plain formulation also runs in a fresh process right after each of
+its runs (`nova_jobs_dev/plain_fresh.py`: the clients imported and opened, the query cold), and
+`limit_fresh_s` = the floor's run of that round + that: the limit a plain job reaches as
+scheduled. Its ratios are medians over the rounds of the per-round ratios.
+
 This module is also a code location (the floor), so at import it needs nothing but Dagster.
 """
 
@@ -326,7 +332,7 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = EVERY_MINUTE_JOB
     queues = [run["queue_s"] for values in measured.values() for run in values]
     queue = statistics.median(queues)
     for row, name in zip(rows, measured):
-        if set(plain) == set(jobs):
+        if set(plain) == set(jobs):  # every job has a plain formulation to run fresh
             # The limit a plain job reaches as scheduled: the floor's run plus the plain work
             # in a fresh process (clients imported and opened, the query cold, the write). Paired
             # by round (the floor's run, then the job's, then its plain work), so that a round
