@@ -59,8 +59,8 @@ from pathlib import Path
 import dagster as dg
 import redis as redis_lib
 
-from nova_jobs.catalog import CACHE_WARMER, SUGGESTED_USERS, NovaJob
-from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
+from nova_jobs.catalog import CACHE_JOBS, CACHE_WARMER, SUGGESTED_USERS, NovaJob
+from nova_jobs.feeds.queries import FEED_KEY_PREFIX
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
 from nova_jobs.resources.clickhouse import ClickHouseResource
@@ -72,13 +72,13 @@ from nova_jobs_dev.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
 from nova_jobs_dev.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
 from nova_jobs_dev.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
 from nova_jobs_dev.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
-from nova_jobs_dev.bench_plain import differing_keys
+from nova_jobs_dev.bench_plain import differing_keys, feeds_params, trending_params
 from nova_jobs_dev.demo.generate import SHAPES, generate_demo
 from nova_jobs_dev.localstack import redis_process
 
 SCALES = {"small": 50_000, "default": 1_000_000}
 SECTIONS = ("import", "jobs", "run-start")
-BENCHED_JOBS = frozenset({*(window.job_name for window in WINDOWS.values()), SUGGESTED_USERS.name, CACHE_WARMER.name})
+BENCHED_JOBS = frozenset(job.name for job in CACHE_JOBS)
 
 
 def sections(value: str) -> list[str]:
@@ -244,9 +244,7 @@ def bench_trending(runner: Runner, client, cache, shape: str, now: datetime, rss
     for window in (window for window in WINDOWS.values() if window.job_name in jobs):
         with rss.measure():
             run = runner.run(window.job_name, step_key(window.job), {"as_of": iso_z(now), "scoring": "decayed"})
-        now_epoch = int(now.timestamp())
-        params = {"db": DATABASE, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
-                  "decay": window.decay, "top_k": window.top_k}
+        params = trending_params(DATABASE, window, int(now.timestamp()))
         plain, rows = median_timed(runner.repeat, lambda: client.query(PLAIN_TRENDING_SQL, parameters=params).result_rows)
         value = dumps([{"post_id": int(post_id), "score": float(score)} for post_id, score in rows])
         written = read_back(cache, [window.redis_key])
@@ -366,8 +364,7 @@ def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: P
                 results.append(bench_bulk(
                     runner, client, cache, shape, CACHE_WARMER.name, step_key(CACHE_WARMER),
                     {"as_of": iso_z(now), "target_users": feed_users},
-                    PLAIN_FEEDS_SQL, {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
-                                      "target_users": feed_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX},
+                    PLAIN_FEEDS_SQL, feeds_params(DATABASE, now, feed_users, ACTIVE_DAYS),
                     rss, partial=True,
                 ))
                 results[-1]["job"] = f"cache_warmer ({feed_users:,})"

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from datetime import datetime
 
+from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
+from nova_jobs.trending.windows import TrendingWindow
+from nova_jobs.warehouse.active_users import active_window
 from nova_jobs.warehouse.engagement import EVENT_WEIGHTS
 
 _KNOWN = "(" + ", ".join(f"'{t}'" for t in EVENT_WEIGHTS) + ")"
@@ -37,6 +41,13 @@ ORDER BY score DESC, post_id ASC
 LIMIT {{top_k:UInt32}}
 SETTINGS join_use_nulls = 1
 """
+
+
+
+def trending_params(database: str, window: TrendingWindow, now_epoch: int) -> dict:
+    """The parameters of `TRENDING_SQL` for `window` as of `now_epoch`."""
+    return {"db": database, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
+            "decay": window.decay, "top_k": window.top_k}
 
 _ACTIVE = """
     SELECT user_id FROM {db:Identifier}.post_events
@@ -78,6 +89,13 @@ FROM ranked
 GROUP BY u
 SETTINGS join_use_nulls = 0
 """
+
+
+def feeds_params(database: str, now: datetime, target_users: int, active_days: int = 7) -> dict:
+    """The parameters of `FEEDS_SQL` for the `target_users` most active users as of `now`."""
+    window = active_window(now, active_days)
+    return {"db": database, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
+            "target_users": target_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX}
 
 # Suggested users: rows (key, JSON value) for every active user. Mutual picks from every path
 # u -> followee -> candidate; the popular fill from the follower ranking, skipping the user,

@@ -8,8 +8,9 @@ finds the store's caches cold. The jobs section's plain query is timed warm, on 
 is already open, so next to a fresh run it leaves all of that out. This runs the same plain
 work a job's step does, once, in a fresh interpreter that has already imported Dagster (as a
 run process has, before its step): import the clients, open them, run the plain query
-(`bench_plain`), build the values and write the same keys with a bare pipeline, close. It prints
-one JSON object: each part's seconds and their sum (`plain_fresh_s`), and the keys written.
+(`bench_plain`), build the values and write the same keys with the bench's bare writes
+(`publish_with_meta`, `write_many`), close. It prints one JSON object: each part's seconds
+and their sum (`plain_fresh_s`), and the keys written.
 
 The run-start section runs it right after each measured run of the job (one process at a time
 may open the embedded store), and adds its median to the floor's run: the limit a plain job
@@ -26,10 +27,10 @@ from datetime import UTC, datetime
 import dagster  # noqa: F401 - a run process has imported Dagster before its step; not timed
 
 from nova_jobs.catalog import CACHE_WARMER, TRENDING_1H
-from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
+from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
+from nova_jobs.lib.timing import iso_z
 from nova_jobs.trending.windows import WINDOWS
-from nova_jobs.warehouse.active_users import active_window
-from nova_jobs_dev.bench_plain import FEEDS_SQL, TRENDING_SQL
+from nova_jobs_dev.bench_plain import FEEDS_SQL, TRENDING_SQL, feeds_params, trending_params
 
 DATABASE = "nova"
 JOBS = (TRENDING_1H.name, CACHE_WARMER.name)
@@ -37,6 +38,7 @@ FEED_USERS = 1000  # the warmer's default target, as its scheduled run uses
 
 
 def plain_run(job: str, store: str, redis_url: str, now: datetime) -> dict:
+    """The plain work once, timed in parts; the writes are the bench's bare writes."""
     laps: dict[str, float] = {}
     started = last = time.perf_counter()
 
@@ -54,30 +56,17 @@ def plain_run(job: str, store: str, redis_url: str, now: datetime) -> dict:
     cache = redis.Redis.from_url(redis_url)
     cache.ping()
     lap("open_s")
-    now_epoch = int(now.timestamp())
     if job == TRENDING_1H.name:
         window = WINDOWS["1h"]
-        rows = client.query(TRENDING_SQL, parameters={
-            "db": DATABASE, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
-            "decay": window.decay, "top_k": window.top_k}).result_rows
+        rows = client.query(TRENDING_SQL, parameters=trending_params(DATABASE, window, int(now.timestamp()))).result_rows
         lap("query_s")
-        value = json.dumps([{"post_id": int(post_id), "score": float(score)} for post_id, score in rows])
-        meta = json.dumps({"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "run_id": "plain", "count": len(rows)})
-        pipe = cache.pipeline(transaction=True)
-        pipe.set(window.redis_key, value)
-        pipe.set(window.redis_key + ":meta", meta)
-        pipe.execute()
+        value = dumps([{"post_id": int(post_id), "score": float(score)} for post_id, score in rows])
+        publish_with_meta(cache, window.redis_key, value, {"generated_at": iso_z(now), "run_id": "plain", "count": len(rows)})
         keys = 2
     else:
-        window = active_window(now, 7)
-        params = {"db": DATABASE, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
-                  "target_users": FEED_USERS, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX}
-        rows = client.query(FEEDS_SQL, parameters=params).result_rows
+        rows = client.query(FEEDS_SQL, parameters=feeds_params(DATABASE, now, FEED_USERS)).result_rows
         lap("query_s")
-        pipe = cache.pipeline(transaction=False)
-        for row in rows:
-            pipe.set(row[0], row[-1], ex=120)
-        pipe.execute()
+        write_many(cache, ((row[0], row[-1]) for row in rows), ttl_seconds=120)
         keys = len(rows)
     lap("write_s")
     client.close()

@@ -56,6 +56,7 @@ This module is also a code location (the floor), so at import it needs nothing b
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -153,8 +154,6 @@ def run_timings(instance: dg.DagsterInstance, run_id: str) -> dict:
 
 def plain_fresh_run(job: str, store: Path, redis_url: str) -> dict:
     """One run of `nova_jobs_dev.plain_fresh` (the job's plain formulation in a fresh process)."""
-    import json
-
     done = subprocess.run(
         [sys.executable, "-m", "nova_jobs_dev.plain_fresh", "--job", job, "--store", str(store), "--redis-url", redis_url],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,

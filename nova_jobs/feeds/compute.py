@@ -63,8 +63,8 @@ def warm_feeds(
     jitter_seconds: int,
     observe: Callable[[str, str], None] | None = None,
 ) -> WarmStats:
-    """Warm the feeds; the stats carry the write counts and Redis's rejections. `observe`, when given, sees every (key, value) as it is written (the content checks sample
-    them there)."""
+    """Warm the feeds; the stats carry the write counts and Redis's rejections. `observe`, when
+    given, sees every (key, value) as it is written (the content checks sample them there)."""
     watch = Stopwatch()
     stats = WarmStats()
     with watch.lap("query"):
