@@ -23,7 +23,7 @@ Sections (`--only`, comma-separated; all three by default):
 - `import`: what every run process pays first, `import nova_jobs.definitions` beside
   `import dagster`, a median of fresh processes (`nova_jobs_dev/import_bench.py`);
 - `jobs`: the above, in process;
-- `run-start`: the every-minute jobs (`trending_1h`, `cache_warmer`) run as a schedule runs them,
+- `run-start`: each cache job (of `--jobs`) run as a schedule runs it,
   next to Dagster's floor in the same instance: queued by the repo's run coordinator, dequeued by
   a real `dagster-daemon`, started as a fresh process by the default run launcher; queue wait,
   process start (to RUN_START), steps and total from the run records, median of
@@ -64,7 +64,7 @@ from nova_jobs.feeds.queries import FEED_KEY_PREFIX
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
 from nova_jobs.resources.clickhouse import ClickHouseResource
-from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps, follows_source, lists_sql
+from nova_jobs.suggestions.queries import SuggestionCaps, follows_source, lists_sql
 from nova_jobs.trending.windows import WINDOWS
 from nova_jobs.warehouse.active_users import active_users_sql, active_window
 from nova_jobs_dev import import_bench, run_start_bench
@@ -72,7 +72,7 @@ from nova_jobs_dev.bench_plain import CAPPED_SUGGESTION_KEYS_SQL
 from nova_jobs_dev.bench_plain import FEEDS_SQL as PLAIN_FEEDS_SQL
 from nova_jobs_dev.bench_plain import SUGGESTIONS_SQL as PLAIN_SUGGESTIONS_SQL
 from nova_jobs_dev.bench_plain import TRENDING_SQL as PLAIN_TRENDING_SQL
-from nova_jobs_dev.bench_plain import differing_keys, feeds_params, trending_params
+from nova_jobs_dev.bench_plain import differing_keys, feeds_params, suggestions_params, trending_params
 from nova_jobs_dev.demo.generate import SHAPES, generate_demo
 from nova_jobs_dev.localstack import redis_process
 
@@ -352,12 +352,11 @@ def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: P
             print(f"{shape} data: {stats} in {time.perf_counter() - started:.1f} s, now={iso_z(now)}", flush=True)
             runner = Runner(dg.DagsterInstance.local_temp(home), repeat)
             results = bench_trending(runner, client, cache, shape, now, rss, jobs)
-            window = active_window(now, ACTIVE_DAYS)
             caps = SuggestionCaps()
             if SUGGESTED_USERS.name in jobs:
                 results.append(bench_bulk(
                     runner, client, cache, shape, SUGGESTED_USERS.name, step_key(SUGGESTED_USERS), {"as_of": iso_z(now)},
-                    PLAIN_SUGGESTIONS_SQL, {"db": DATABASE, **window, **caps.params(), "key_prefix": SUGGESTED_KEY_PREFIX},
+                    PLAIN_SUGGESTIONS_SQL, suggestions_params(DATABASE, now, ACTIVE_DAYS),
                     rss, capped_sql=CAPPED_SUGGESTION_KEYS_SQL,
                 ))
             if CACHE_WARMER.name in jobs:
@@ -426,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 store = (args.workdir / f"run-start-{shape}").resolve() / "store"
                 run_start_bench.ensure_data(store, users, shape)
-            run_start = run_start_bench.measure(store, args.run_start_runs, workdir=args.workdir)
+            jobs = tuple(name for name in run_start_bench.SCHEDULED_JOBS if name in args.jobs)
+            run_start = run_start_bench.measure(store, args.run_start_runs, jobs, workdir=args.workdir)
             run_start.update({"shape": shape, "users": users})
             with_limits(run_start["rows"], [row for row in results if row["shape"] == shape], args.feed_users,
                         run_start["queue_all_s"]["median"])
@@ -447,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
 def with_limits(rows: list[dict], jobs: list[dict], feed_users: int, queue_s: float) -> None:
     """The run-start rows' limit, when the jobs section measured their plain formulations on the
     same data: the floor's run (from the dequeue) + plain query + bare Redis write. run_vs_limit =
-    run / limit; vs_limit adds the pooled queue wait `queue_s` to both sides (the whole run)."""
+    run / limit; vs_limit adds the pooled queue wait `queue_s` to both sides (the whole run).
+    fresh_vs_limit = limit_fresh / limit: where the plain formulation itself lands, as a fresh
+    run process must run it, against this warm limit."""
     plain = {row["job"]: row["plain_s"] + row["bare_redis_s"] for row in jobs}
     plain["cache_warmer"] = plain.pop(f"cache_warmer ({1000:,})", None) if feed_users == 1000 else None
     floor = rows[0]
@@ -457,6 +459,8 @@ def with_limits(rows: list[dict], jobs: list[dict], feed_users: int, queue_s: fl
         row["limit_s"] = floor["run_s"] + (plain[row["job"]] if row is not floor else 0.0)
         row["run_vs_limit"] = row["run_s"] / row["limit_s"]
         row["vs_limit"] = (queue_s + row["run_s"]) / (queue_s + row["limit_s"])
+        if "limit_fresh_s" in row:
+            row["fresh_vs_limit"] = row["limit_fresh_s"] / row["limit_s"]
 
 
 def jobs_text(results: list[dict], study: list[dict], users: int, args: argparse.Namespace) -> str:

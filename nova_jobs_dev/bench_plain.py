@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX, FEED_SIZE, FEED_WINDOW_SECONDS
+from nova_jobs.suggestions.queries import SUGGESTED_KEY_PREFIX, SuggestionCaps
 from nova_jobs.trending.windows import TrendingWindow
 from nova_jobs.warehouse.active_users import active_window
 from nova_jobs.warehouse.engagement import EVENT_WEIGHTS
@@ -144,6 +145,12 @@ SELECT concat({{key_prefix:String}}, toString(user_id)) AS key,
 FROM lists
 SETTINGS join_use_nulls = 0
 """
+
+
+def suggestions_params(database: str, now: datetime, active_days: int = 7) -> dict:
+    """The parameters of `SUGGESTIONS_SQL` for every user active as of `now`, default caps."""
+    return {"db": database, **active_window(now, active_days), **SuggestionCaps().params(),
+            "key_prefix": SUGGESTED_KEY_PREFIX}
 
 
 def same_items(plain: list[dict], written: list[dict]) -> bool:

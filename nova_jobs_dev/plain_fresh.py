@@ -1,4 +1,4 @@
-"""The plain formulation of an every-minute job, as a fresh run process would have to do it.
+"""The plain formulation of a cache job, as a fresh run process would have to do it.
 
     python -m nova_jobs_dev.plain_fresh --job trending_1h --store /abs/chdb/path --redis-url redis://127.0.0.1:6379/0
 
@@ -13,8 +13,8 @@ run process has, before its step): import the clients, open them, run the plain 
 and their sum (`plain_fresh_s`), and the keys written.
 
 The run-start section runs it right after each measured run of the job (one process at a time
-may open the embedded store), and adds its median to the floor's run: the limit a plain job
-could reach as a schedule runs it.
+may open the embedded store), and adds it to the floor's run of the same round: the limit a
+plain job could reach as a schedule runs it.
 """
 
 from __future__ import annotations
@@ -26,15 +26,25 @@ from datetime import UTC, datetime
 
 import dagster  # noqa: F401 - a run process has imported Dagster before its step; not timed
 
-from nova_jobs.catalog import CACHE_WARMER, TRENDING_1H
+from nova_jobs.catalog import CACHE_WARMER, SUGGESTED_USERS
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z
+from nova_jobs.suggestions.queries import SUGGESTED_TTL_SECONDS
 from nova_jobs.trending.windows import WINDOWS
-from nova_jobs_dev.bench_plain import FEEDS_SQL, TRENDING_SQL, feeds_params, trending_params
+from nova_jobs_dev.bench_plain import (
+    FEEDS_SQL,
+    SUGGESTIONS_SQL,
+    TRENDING_SQL,
+    feeds_params,
+    suggestions_params,
+    trending_params,
+)
 
 DATABASE = "nova"
-JOBS = (TRENDING_1H.name, CACHE_WARMER.name)
+TRENDING_JOBS = {window.job_name: window for window in WINDOWS.values()}
+JOBS = (*TRENDING_JOBS, CACHE_WARMER.name, SUGGESTED_USERS.name)
 FEED_USERS = 1000  # the warmer's default target, as its scheduled run uses
+FEED_TTL_SECONDS = 120  # the warmer's default TTL (FEED_TTL_SEC)
 
 
 def plain_run(job: str, store: str, redis_url: str, now: datetime) -> dict:
@@ -56,17 +66,21 @@ def plain_run(job: str, store: str, redis_url: str, now: datetime) -> dict:
     cache = redis.Redis.from_url(redis_url)
     cache.ping()
     lap("open_s")
-    if job == TRENDING_1H.name:
-        window = WINDOWS["1h"]
+    if job in TRENDING_JOBS:
+        window = TRENDING_JOBS[job]
         rows = client.query(TRENDING_SQL, parameters=trending_params(DATABASE, window, int(now.timestamp()))).result_rows
         lap("query_s")
         value = dumps([{"post_id": int(post_id), "score": float(score)} for post_id, score in rows])
         publish_with_meta(cache, window.redis_key, value, {"generated_at": iso_z(now), "run_id": "plain", "count": len(rows)})
         keys = 2
     else:
-        rows = client.query(FEEDS_SQL, parameters=feeds_params(DATABASE, now, FEED_USERS)).result_rows
+        if job == CACHE_WARMER.name:
+            sql, params, ttl = FEEDS_SQL, feeds_params(DATABASE, now, FEED_USERS), FEED_TTL_SECONDS
+        else:
+            sql, params, ttl = SUGGESTIONS_SQL, suggestions_params(DATABASE, now), SUGGESTED_TTL_SECONDS
+        rows = client.query(sql, parameters=params).result_rows
         lap("query_s")
-        write_many(cache, ((row[0], row[-1]) for row in rows), ttl_seconds=120)
+        write_many(cache, ((row[0], row[-1]) for row in rows), ttl_seconds=ttl)
         keys = len(rows)
     lap("write_s")
     client.close()

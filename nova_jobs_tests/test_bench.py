@@ -96,9 +96,10 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
     # The instance is the repo's dagster.yaml as it is: its queue is read every second.
     configured = yaml.safe_load((project_root / "dagster.yaml").read_text())["run_coordinator"]["config"]
     assert interval == configured["dequeue_interval_seconds"] == 1
-    assert [row["job"] for row in section["rows"]] == ["floor (one asset, does nothing)", "trending_1h", "cache_warmer"]
+    cache_jobs = ["trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer"]
+    assert [row["job"] for row in section["rows"]] == ["floor (one asset, does nothing)", *cache_jobs]
     runs = section["all_runs"]
-    assert set(runs) == {"nothing", "trending_1h", "cache_warmer"}
+    assert set(runs) == {"nothing", *cache_jobs}
     for job, measured in runs.items():
         [run] = measured
         assert all(value >= 0 for value in run.values()), (job, run)
@@ -109,19 +110,20 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
         assert run["queue_s"] < interval + 15, (job, run)
         assert run["start_s"] > 0.3 and run["steps_s"] > 0, (job, run)
     # A job's first (and only) step in its process imports and opens the clients; the floor's does nothing.
-    assert runs["nothing"][0]["steps_s"] < min(runs["trending_1h"][0]["steps_s"], runs["cache_warmer"][0]["steps_s"])
+    assert runs["nothing"][0]["steps_s"] < min(runs[job][0]["steps_s"] for job in cache_jobs)
     for row in section["rows"]:
         assert row["run_min_s"] <= row["run_s"] <= row["run_max_s"]
-    assert section["queue_all_s"]["runs"] == 3
+    assert section["queue_all_s"]["runs"] == 6
     assert section["rows"][0]["run_vs_floor"] == 1.0
     # The second limit: each job's plain formulation in a fresh process, right after its run,
     # paying its clients' imports and opening; it wrote what its job writes.
     plain = section["plain_fresh_runs"]
-    assert set(plain) == {"trending_1h", "cache_warmer"}
+    assert set(plain) == set(cache_jobs)
     for job, [fresh] in plain.items():
         assert fresh["imports_s"] > 0 and fresh["open_s"] > 0 and fresh["query_s"] > 0, (job, fresh)
         assert fresh["plain_fresh_s"] >= fresh["imports_s"] + fresh["open_s"] + fresh["query_s"]
-    assert plain["trending_1h"][0]["keys"] == 2 and 0 < plain["cache_warmer"][0]["keys"] <= 1000
+    assert all(plain[job][0]["keys"] == 2 for job in cache_jobs[:3])
+    assert 0 < plain["cache_warmer"][0]["keys"] <= 1000 and 500 < plain["suggested_users"][0]["keys"] <= 1500
     floor_run = section["rows"][0]["run_s"]
     for row in section["rows"]:
         fresh = plain[row["job"]][0]["plain_fresh_s"] if row["job"] in plain else 0.0
@@ -130,6 +132,18 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
         assert row["run_vs_limit_fresh"] == pytest.approx(row["run_s"] / row["limit_fresh_s"])
     text = (results / saved.name.replace(".json", ".txt")).read_text()
     assert "Whole run as a schedule runs it" in text and "trending_1h" in text and "limit_fresh" in text
+
+
+def test_run_start_jobs_are_named_cache_jobs_in_the_catalogs_order():
+    import argparse
+
+    from nova_jobs_dev.run_start_bench import SCHEDULED_JOBS, job_list
+
+    assert SCHEDULED_JOBS == ("trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer")
+    assert job_list("cache_warmer, trending_1h") == ("trending_1h", "cache_warmer")
+    for bad in ("trending_2h", "", "trending_history"):
+        with pytest.raises(argparse.ArgumentTypeError, match="known: trending_1h"):
+            job_list(bad)
 
 
 def test_run_timings_refuses_a_run_that_no_daemon_launched():
