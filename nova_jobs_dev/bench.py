@@ -59,7 +59,7 @@ from pathlib import Path
 import dagster as dg
 import redis as redis_lib
 
-from nova_jobs.catalog import CACHE_JOBS, CACHE_WARMER, SUGGESTED_USERS, NovaJob
+from nova_jobs.catalog import CACHE_WARMER, SUGGESTED_USERS, NovaJob
 from nova_jobs.feeds.queries import FEED_KEY_PREFIX
 from nova_jobs.lib.cache import dumps, publish_with_meta, write_many
 from nova_jobs.lib.timing import iso_z, utc_now
@@ -78,7 +78,6 @@ from nova_jobs_dev.localstack import redis_process
 
 SCALES = {"small": 50_000, "default": 1_000_000}
 SECTIONS = ("import", "jobs", "run-start")
-BENCHED_JOBS = frozenset(job.name for job in CACHE_JOBS)
 
 
 def sections(value: str) -> list[str]:
@@ -93,14 +92,6 @@ def sections(value: str) -> list[str]:
 DATABASE = "nova"
 ACTIVE_DAYS = 7
 UNCAPPED = 10**9
-
-
-def job_names(value: str) -> frozenset[str]:
-    chosen = frozenset(name.strip() for name in value.split(",") if name.strip())
-    unknown = sorted(chosen - BENCHED_JOBS)
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown job(s) {unknown}; the bench runs {sorted(BENCHED_JOBS)}")
-    return chosen
 
 
 def step_key(job: NovaJob) -> str:
@@ -239,7 +230,7 @@ def median_timed(repeat: int, fn) -> tuple[float, object]:
 
 
 def bench_trending(runner: Runner, client, cache, shape: str, now: datetime, rss: PeakRss,
-                   jobs: frozenset[str] = BENCHED_JOBS) -> list[dict]:
+                   jobs: tuple[str, ...] = run_start_bench.SCHEDULED_JOBS) -> list[dict]:
     results = []
     for window in (window for window in WINDOWS.values() if window.job_name in jobs):
         with rss.measure():
@@ -336,7 +327,7 @@ def caps_study(client, now: datetime, sample_share: int, per_user: int) -> list[
 
 
 def bench_shape(shape: str, users: int, feed_users: int, repeat: int, workdir: Path, caps_sample: int,
-                seed: int = 7, jobs: frozenset[str] = BENCHED_JOBS) -> tuple[list[dict], list[dict]]:
+                seed: int = 7, jobs: tuple[str, ...] = run_start_bench.SCHEDULED_JOBS) -> tuple[list[dict], list[dict]]:
     store = (workdir / shape).resolve() / "store"  # chdb wants an absolute path
     shutil.rmtree(store, ignore_errors=True)
     now: datetime = utc_now().replace(microsecond=0)
@@ -378,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, help="users in each data set (overrides --scale)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"data shapes, comma-separated ({','.join(SHAPES)})")
     parser.add_argument("--feed-users", type=int, default=1000, help="FEED_TARGET_USERS for the warm (1000, the job's default)")
-    parser.add_argument("--jobs", type=job_names, default=BENCHED_JOBS, metavar="JOB[,JOB]",
-                        help="the jobs section's jobs, comma-separated (default: all five); e.g. the light jobs alone "
+    parser.add_argument("--jobs", type=run_start_bench.job_list, default=run_start_bench.SCHEDULED_JOBS, metavar="JOB[,JOB]",
+                        help="the jobs of both sections, comma-separated (default: all five); e.g. the light jobs alone "
                              "at a scale where suggested_users would take too long")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs per measurement; the median is shown (3)")
     parser.add_argument("--caps-sample", type=int, default=20,
@@ -425,8 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 store = (args.workdir / f"run-start-{shape}").resolve() / "store"
                 run_start_bench.ensure_data(store, users, shape)
-            jobs = tuple(name for name in run_start_bench.SCHEDULED_JOBS if name in args.jobs)
-            run_start = run_start_bench.measure(store, args.run_start_runs, jobs, workdir=args.workdir)
+            run_start = run_start_bench.measure(store, args.run_start_runs, args.jobs, workdir=args.workdir)
             run_start.update({"shape": shape, "users": users})
             with_limits(run_start["rows"], [row for row in results if row["shape"] == shape], args.feed_users,
                         run_start["queue_all_s"]["median"])

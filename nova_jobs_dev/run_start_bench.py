@@ -249,7 +249,6 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = SCHEDULED_JOBS, 
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
     from nova_jobs_dev.localstack import redis_process
-    from nova_jobs_dev.plain_fresh import JOBS as PLAIN_FRESH_JOBS
 
     store = store.resolve()
     if workdir is not None:
@@ -313,7 +312,7 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = SCHEDULED_JOBS, 
                    180, daemon, poll=0.5)
         ready_s = time.perf_counter() - started_at
         measured: dict[str, list[dict]] = {name: [] for name in (FLOOR_JOB, *jobs)}
-        plain: dict[str, list[dict]] = {name: [] for name in jobs if name in PLAIN_FRESH_JOBS}
+        plain: dict[str, list[dict]] = {name: [] for name in jobs}  # every cache job has one (plain_fresh.JOBS)
         # Warm-up, not measured: the code location's first launch and the store's caches, and the
         # 24h trending list, which the warmer reads from Redis, where that job's schedule keeps it.
         warm_up = ["trending_24h"] if "cache_warmer" in jobs else list(jobs[:1])
@@ -343,18 +342,17 @@ def measure(store: Path, runs: int = 3, jobs: tuple[str, ...] = SCHEDULED_JOBS, 
     queues = [run["queue_s"] for values in measured.values() for run in values]
     queue = statistics.median(queues)
     for row, name in zip(rows, measured):
-        if set(plain) == set(jobs):  # every job has a plain formulation to run fresh
-            # The limit a plain job reaches as scheduled: the floor's run plus the plain work
-            # in a fresh process (clients imported and opened, the query cold, the write). Paired
-            # by round (the floor's run, then the job's, then its plain work), so that a round
-            # on a busier machine weighs on both sides: medians of the per-round figures.
-            fresh = [run["plain_fresh_s"] for run in plain[name]] if name in plain else [0.0] * len(measured[name])
-            limits = [floor_run["run_s"] + seconds for floor_run, seconds in zip(measured[FLOOR_JOB], fresh)]
-            runs_s = [run["run_s"] for run in measured[name]]
-            row["plain_fresh_s"] = statistics.median(fresh)
-            row["limit_fresh_s"] = statistics.median(limits)
-            row["run_vs_limit_fresh"] = statistics.median(r / limit for r, limit in zip(runs_s, limits))
-            row["vs_limit_fresh"] = statistics.median((queue + r) / (queue + limit) for r, limit in zip(runs_s, limits))
+        # The limit a plain job reaches as scheduled: the floor's run plus the plain work in a
+        # fresh process (clients imported and opened, the query cold, the write). Paired by round
+        # (the floor's run, then the job's, then its plain work), so that a round on a busier
+        # machine weighs on both sides: medians of the per-round figures. The floor has none.
+        fresh = [run["plain_fresh_s"] for run in plain[name]] if name in plain else [0.0] * len(measured[name])
+        limits = [floor_run["run_s"] + seconds for floor_run, seconds in zip(measured[FLOOR_JOB], fresh)]
+        runs_s = [run["run_s"] for run in measured[name]]
+        row["plain_fresh_s"] = statistics.median(fresh)
+        row["limit_fresh_s"] = statistics.median(limits)
+        row["run_vs_limit_fresh"] = statistics.median(r / limit for r, limit in zip(runs_s, limits))
+        row["vs_limit_fresh"] = statistics.median((queue + r) / (queue + limit) for r, limit in zip(runs_s, limits))
     return {"runs": runs, "dequeue_interval_s": interval, "rows": rows, "all_runs": measured,
             "plain_fresh_runs": plain,
             "queue_all_s": {"median": queue, "mean": statistics.fmean(queues),

@@ -137,9 +137,11 @@ def test_run_start_section_times_daemon_launched_runs_next_to_the_floor(tmp_path
 def test_run_start_jobs_are_named_cache_jobs_in_the_catalogs_order():
     import argparse
 
+    from nova_jobs_dev.plain_fresh import JOBS as PLAIN_FRESH_JOBS
     from nova_jobs_dev.run_start_bench import SCHEDULED_JOBS, job_list
 
     assert SCHEDULED_JOBS == ("trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer")
+    assert set(PLAIN_FRESH_JOBS) == set(SCHEDULED_JOBS)  # each has its plain formulation to run fresh
     assert job_list("cache_warmer, trending_1h") == ("trending_1h", "cache_warmer")
     for bad in ("trending_2h", "", "trending_history"):
         with pytest.raises(argparse.ArgumentTypeError, match="known: trending_1h"):
@@ -169,12 +171,14 @@ def test_only_takes_one_section_or_several():
         sections("import,runstart")
 
 
-def test_jobs_takes_a_subset_of_the_benched_jobs():
-    import argparse
+def test_jobs_takes_a_subset_of_the_benched_jobs(capsys):
+    """`make bench --jobs` reads the names as the run-start section does (one parser, catalog order)."""
+    from nova_jobs_dev.bench import main
+    from nova_jobs_dev.run_start_bench import job_list
 
-    from nova_jobs_dev.bench import BENCHED_JOBS, job_names
-
-    assert BENCHED_JOBS == {"trending_1h", "trending_24h", "trending_7d", "suggested_users", "cache_warmer"}
-    assert job_names("trending_1h, cache_warmer") == {"trending_1h", "cache_warmer"}
-    with pytest.raises(argparse.ArgumentTypeError, match="trending_2h"):
-        job_names("trending_1h,trending_2h")
+    assert job_list("trending_1h, cache_warmer") == ("trending_1h", "cache_warmer")
+    with pytest.raises(SystemExit) as exited:
+        main(["--jobs", "trending_1h,trending_2h"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "trending_2h" in error and "known: trending_1h, trending_24h, trending_7d, suggested_users, cache_warmer" in error
