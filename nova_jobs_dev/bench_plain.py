@@ -44,11 +44,11 @@ SETTINGS join_use_nulls = 1
 """
 
 
-
 def trending_params(database: str, window: TrendingWindow, now_epoch: int) -> dict:
     """The parameters of `TRENDING_SQL` for `window` as of `now_epoch`."""
     return {"db": database, "now": now_epoch, "start": now_epoch - int(window.span.total_seconds()),
             "decay": window.decay, "top_k": window.top_k}
+
 
 _ACTIVE = """
     SELECT user_id FROM {db:Identifier}.post_events
@@ -97,6 +97,7 @@ def feeds_params(database: str, now: datetime, target_users: int, active_days: i
     window = active_window(now, active_days)
     return {"db": database, **window, "feed_start": window["now"] - FEED_WINDOW_SECONDS,
             "target_users": target_users, "feed_size": FEED_SIZE, "key_prefix": FEED_KEY_PREFIX}
+
 
 # Suggested users: rows (key, JSON value) for every active user. Mutual picks from every path
 # u -> followee -> candidate; the popular fill from the follower ranking, skipping the user,

@@ -208,7 +208,7 @@ def test_every_window_agrees_with_the_plain_formulation_on_messy_random_events(c
     counts are what Python counts."""
     import random
 
-    from nova_jobs_dev.bench_plain import TRENDING_SQL
+    from nova_jobs_dev.bench_plain import TRENDING_SQL, trending_params
 
     rng = random.Random(13)
     types = ["view", "like", "comment", "share", "impression", "", "Like", "view "]
@@ -227,8 +227,7 @@ def test_every_window_agrees_with_the_plain_formulation_on_messy_random_events(c
         assert result.success
         start, now = int((NOW - window.span).timestamp()), int(NOW.timestamp())
         with clickhouse.get_client() as client:
-            plain = client.query(TRENDING_SQL, parameters={"db": clickhouse.database_name, "now": now, "start": start,
-                                                           "decay": window.decay, "top_k": window.top_k}).result_rows
+            plain = client.query(TRENDING_SQL, parameters=trending_params(clickhouse.database_name, window, now)).result_rows
         got = cached(redis_client, name)
         assert [item["post_id"] for item in got] == [post_id for post_id, _ in plain], name
         assert [item["score"] for item in got] == pytest.approx([score for _, score in plain], rel=1e-9), name

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 # grouped, a known type by its position (`t`, 1-4) and every unknown type as t = 0 (it scores
 # nothing), each post carries the window's totals, and the query keeps the top K posts whatever
 # their score. Posts of score 0 can only come after every post of a positive score, so dropping
-# them afterwards (`query_trending_with_stats`) leaves the contract's list; and any event in the window yields at
-# least one row, so the totals are never lost.
+# them afterwards (`query_trending_with_stats`) leaves the contract's list; and any event in the
+# window yields at least one row, so the totals are never lost.
 DECAYED_SQL = compose("""
 SELECT post_id, score, sum(events) OVER () AS window_events, sum(unknown) OVER () AS window_unknown
 FROM (
